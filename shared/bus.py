@@ -1,0 +1,542 @@
+"""The message bus on RabbitMQ (aio-pika).
+
+Topology, for a prefix ``P`` (``BUS_PREFIX``) and each consuming service ``S``:
+
+- ``P``: one durable topic exchange; every event is published there with its type as the
+  routing key.
+- ``P.S``: the service's quorum queue, bound to the routing keys it handles, with
+  ``x-delivery-limit`` (RabbitMQ 3.10 sets no default) and ``P.dlx`` as dead-letter exchange.
+- ``P.dlx`` / ``P.S.dead``: where a message that keeps failing (or cannot be parsed) ends, for an
+  operator to inspect and replay.
+- ``P.S.wait.<ms>``: retry tiers. A failed message is re-published to the tier for its attempt,
+  waits out the tier's fixed TTL (a per-message TTL is only checked at the queue's head) and is
+  dead-lettered back into ``P.S``.
+
+Publishing is persistent, confirmed and ``mandatory``: a nack or an unroutable return raises,
+never a silent success. A publish that meets a reconnect is retried until its deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from aio_pika.exceptions import (
+    AMQPConnectionError,
+    ChannelInvalidStateError,
+    ConnectionClosed,
+    DeliveryError,
+    PublishError,
+)
+from pydantic import ValidationError
+
+from shared.events import Event, UnknownEventType, parse_event
+
+log = logging.getLogger("mensajero.bus")
+
+ATTEMPT_HEADER = "x-mensajero-attempt"
+ERROR_HEADER = "x-mensajero-error"
+DEFAULT_RETRY_TIERS_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
+
+
+class BusError(Exception):
+    """The broker did not take a message (nacked, unroutable, or unreachable past the deadline)."""
+
+
+class BusUnavailable(BusError):
+    pass
+
+
+class RetryLater(Exception):  # it is a signal, not an error
+    """Raised by a handler: try this message again after ``delay`` seconds."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Reject(Exception):
+    """Raised by a handler: this message can never succeed; dead-letter it now."""
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(
+        error,
+        AMQPConnectionError
+        | ChannelInvalidStateError
+        | ConnectionClosed
+        | ConnectionError
+        | asyncio.TimeoutError
+        | RuntimeError,
+    )
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A consuming service's queue and what it listens to."""
+
+    service: str
+    routing_keys: Sequence[str]
+    delivery_limit: int = 20
+    retry_tiers_ms: Sequence[int] = DEFAULT_RETRY_TIERS_MS
+    # One consumer at a time across replicas (the others stand by): keeps per-conversation order.
+    single_active_consumer: bool = False
+
+
+@dataclass
+class Names:
+    prefix: str
+
+    @property
+    def exchange(self) -> str:
+        return self.prefix
+
+    @property
+    def dlx(self) -> str:
+        return f"{self.prefix}.dlx"
+
+    def queue(self, service: str) -> str:
+        return f"{self.prefix}.{service}"
+
+    def dead_queue(self, service: str) -> str:
+        return f"{self.prefix}.{service}.dead"
+
+    def wait_queue(self, service: str, tier_ms: int) -> str:
+        return f"{self.prefix}.{service}.wait.{tier_ms}"
+
+
+class Bus:
+    """One robust connection, a confirmed publishing channel, and consumers."""
+
+    def __init__(self, url: str, prefix: str, *, publish_timeout: float = 5.0) -> None:
+        self.url = url
+        self.names = Names(prefix)
+        self.publish_timeout = publish_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._default_exchange: AbstractExchange | None = None
+        self._consumers: list[Consumer] = []
+        self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self, *, timeout: float = 10.0) -> None:
+        try:
+            self._connection = await asyncio.wait_for(aio_pika.connect_robust(self.url), timeout)
+        except Exception as error:  # reported as one clear line
+            raise BusUnavailable(
+                f"cannot reach RabbitMQ at {_redact(self.url)}: {error or type(error).__name__}"
+            ) from error
+        self._channel = await self._connection.channel(
+            publisher_confirms=True, on_return_raises=True
+        )
+        self._exchange = await self._channel.declare_exchange(
+            self.names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        self._default_exchange = self._channel.default_exchange
+        await self._channel.declare_exchange(
+            self.names.dlx, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+
+    async def close(self) -> None:
+        for consumer in list(self._consumers):
+            await consumer.stop(grace=0)
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    @property
+    def connection(self) -> AbstractRobustConnection:
+        if self._connection is None:
+            raise BusUnavailable("bus is not connected")
+        return self._connection
+
+    def is_connected(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed
+
+    async def ping(self) -> bool:
+        """True when the broker answers now (used by /readyz)."""
+        if self._channel is None or not self.is_connected():
+            return False
+        try:
+            await asyncio.wait_for(
+                self._channel.declare_exchange(
+                    self.names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+                ),
+                2.0,
+            )
+        except Exception:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ topology
+
+    async def declare_service_queue(self, spec: QueueSpec) -> AbstractQueue:
+        if spec not in self.declared:
+            self.declared.append(spec)
+        channel = await self.connection.channel()
+        try:
+            names = self.names
+            exchange = await channel.declare_exchange(
+                names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            dlx = await channel.declare_exchange(
+                names.dlx, aio_pika.ExchangeType.DIRECT, durable=True
+            )
+            dead = await channel.declare_queue(
+                names.dead_queue(spec.service),
+                durable=True,
+                arguments={"x-queue-type": "quorum"},
+            )
+            await dead.bind(dlx, routing_key=spec.service)
+            arguments: dict[str, Any] = {
+                "x-queue-type": "quorum",
+                "x-delivery-limit": spec.delivery_limit,
+                "x-dead-letter-exchange": names.dlx,
+                "x-dead-letter-routing-key": spec.service,
+            }
+            if spec.single_active_consumer:
+                arguments["x-single-active-consumer"] = True
+            queue = await channel.declare_queue(
+                names.queue(spec.service), durable=True, arguments=arguments
+            )
+            for key in spec.routing_keys:
+                await queue.bind(exchange, routing_key=key)
+            for tier in spec.retry_tiers_ms:
+                await channel.declare_queue(
+                    names.wait_queue(spec.service, tier),
+                    durable=True,
+                    arguments={
+                        "x-message-ttl": tier,
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": names.queue(spec.service),
+                    },
+                )
+            return queue
+        finally:
+            await channel.close()
+
+    async def delete_topology(self, services: Iterable[QueueSpec] = ()) -> None:
+        """Remove a prefix's queues (``services`` and those declared here) and exchanges."""
+        channel = await self.connection.channel()
+        try:
+            for spec in [*services, *self.declared]:
+                names = [self.names.queue(spec.service), self.names.dead_queue(spec.service)]
+                names += [self.names.wait_queue(spec.service, t) for t in spec.retry_tiers_ms]
+                for name in names:
+                    with contextlib.suppress(Exception):
+                        await channel.queue_delete(name)
+            for exchange in (self.names.exchange, self.names.dlx):
+                with contextlib.suppress(Exception):
+                    await channel.exchange_delete(exchange)
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(self, event: Event, *, timeout: float | None = None) -> None:
+        """Publish one event and wait for the broker's confirm. Raises :class:`BusError`."""
+        await self.publish_raw(
+            routing_key=event.routing_key,
+            body=event.model_dump_json().encode(),
+            event_type=event.type,
+            event_id=event.event_id,
+            correlation_id=event.correlation_id,
+            timeout=timeout,
+        )
+
+    async def publish_many(self, events: Sequence[Event], *, timeout: float | None = None) -> None:
+        """Publish concurrently (confirms are pipelined); raises if any one is not confirmed."""
+        results = await asyncio.gather(
+            *(self.publish(event, timeout=timeout) for event in events), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def publish_raw(
+        self,
+        *,
+        routing_key: str,
+        body: bytes,
+        event_type: str,
+        event_id: str,
+        correlation_id: str | None = None,
+        headers: dict[str, Any] | None = None,
+        exchange: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
+        message = aio_pika.Message(
+            body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/json",
+            message_id=event_id,
+            type=event_type,
+            correlation_id=correlation_id,
+            headers=headers or {},
+        )
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BusUnavailable(f"publish of {event_type} not confirmed before the deadline")
+            try:
+                target = self._target_exchange(exchange)
+                await target.publish(
+                    message, routing_key=routing_key, mandatory=True, timeout=remaining
+                )
+                return
+            except PublishError as error:
+                raise BusError(f"{event_type} was returned unroutable ({routing_key})") from error
+            except DeliveryError as error:
+                raise BusError(f"{event_type} was nacked by the broker") from error
+            except Exception as error:  # retried when transient
+                if not _is_transient(error):
+                    raise
+                log.warning("publish interrupted, retrying: %s", error or type(error).__name__)
+                await self._wait_reconnected(deadline)
+
+    def _target_exchange(self, name: str | None) -> AbstractExchange:
+        exchange = self._default_exchange if name == "" else self._exchange
+        if exchange is None or self._channel is None or self._channel.is_closed:
+            raise ChannelInvalidStateError("publishing channel is not open")
+        return exchange
+
+    async def _wait_reconnected(self, deadline: float) -> None:
+        # The robust connection restores its channels in the background; give it a moment.
+        remaining = max(0.0, deadline - time.monotonic())
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._connection.ready(), min(remaining, 1.0))
+        # The connection may be back before the channel is restored.
+        await asyncio.sleep(min(max(0.0, deadline - time.monotonic()), 0.05))
+
+    # ------------------------------------------------------------------ consuming
+
+    async def consume(
+        self,
+        spec: QueueSpec,
+        handler: Handler,
+        *,
+        concurrency: int = 16,
+        key: Callable[[Event], str | None] | None = None,
+        max_attempts: int | None = None,
+    ) -> Consumer:
+        await self.declare_service_queue(spec)
+        consumer = Consumer(
+            self, spec, handler, concurrency=concurrency, key=key, max_attempts=max_attempts
+        )
+        await consumer.start()
+        self._consumers.append(consumer)
+        return consumer
+
+    def _forget(self, consumer: Consumer) -> None:
+        with contextlib.suppress(ValueError):
+            self._consumers.remove(consumer)
+
+
+@dataclass
+class Delivery:
+    """What a handler knows about the delivery besides the event."""
+
+    attempt: int  # 1 on the first delivery
+    redelivered: bool
+
+
+Handler = Callable[[Event, Delivery], Awaitable[None]]
+
+
+@dataclass
+class Consumer:
+    """Consumes one service queue: ack after the handler returns, retry tiers, dead-letter.
+
+    With ``key``, messages that share a key run one after another in arrival order while other
+    keys run concurrently (up to ``concurrency``).
+    """
+
+    bus: Bus
+    spec: QueueSpec
+    handler: Handler
+    concurrency: int = 16
+    key: Callable[[Event], str | None] | None = None
+    max_attempts: int | None = None
+    _channel: AbstractChannel | None = None
+    _queue: AbstractQueue | None = None
+    _tag: str | None = None
+    _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    _tails: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+
+    @property
+    def attempts_allowed(self) -> int:
+        return self.max_attempts or len(self.spec.retry_tiers_ms) + 1
+
+    async def start(self) -> None:
+        self._channel = await self.bus.connection.channel(publisher_confirms=True)
+        await self._channel.set_qos(prefetch_count=self.concurrency)
+        self._queue = await self._channel.get_queue(self.bus.names.queue(self.spec.service))
+        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+
+    async def stop(self, *, grace: float = 10.0) -> None:
+        """Stop taking messages, let in-flight ones finish within ``grace``, then close."""
+        if self._queue is not None and self._tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
+            self._tag = None
+        if self._in_flight:
+            _done, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("%d in-flight message(s) left for redelivery", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+            self._channel = None
+        self.bus._forget(self)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            await self._process(message)
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = parse_event(message.type or "", message.body)
+        except (UnknownEventType, ValidationError, ValueError) as error:
+            log.error(
+                "unreadable message dead-lettered: queue=%s type=%s error=%s",
+                self.spec.service,
+                message.type,
+                str(error).splitlines()[0],
+            )
+            await message.reject(requeue=False)
+            return
+
+        # Register in this key's chain before any await, so arrival order is kept.
+        key = self.key(event) if self.key is not None else None
+        previous: asyncio.Future[None] | None = None
+        mine: asyncio.Future[None] | None = None
+        if key is not None:
+            previous = self._tails.get(key)
+            mine = asyncio.get_running_loop().create_future()
+            self._tails[key] = mine
+        try:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await self._handle(event, message)
+        finally:
+            if mine is not None and key is not None:
+                mine.set_result(None)
+                if self._tails.get(key) is mine:
+                    del self._tails[key]
+
+    async def _handle(self, event: Event, message: AbstractIncomingMessage) -> None:
+        headers = message.headers or {}
+        previous_attempts = headers.get(ATTEMPT_HEADER, 0)
+        attempt = (previous_attempts if isinstance(previous_attempts, int) else 0) + 1
+        delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered))
+        try:
+            await self.handler(event, delivery)
+        except asyncio.CancelledError:
+            # Shutting down mid-message: give it back, it will be redelivered.
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            raise
+        except Reject as error:
+            log.error(
+                "message rejected: type=%s id=%s reason=%s", event.type, event.event_id, error
+            )
+            await message.reject(requeue=False)
+            return
+        except Exception as error:  # every failure is retried or dead-lettered
+            await self._retry_or_dead_letter(event, message, attempt, error)
+            return
+        await message.ack()
+
+    async def _retry_or_dead_letter(
+        self, event: Event, message: AbstractIncomingMessage, attempt: int, error: Exception
+    ) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        tiers = list(self.spec.retry_tiers_ms)
+        if attempt >= self.attempts_allowed or not tiers:
+            log.error(
+                "message dead-lettered after %d attempt(s): type=%s id=%s error=%s",
+                attempt,
+                event.type,
+                event.event_id,
+                reason,
+            )
+            await message.reject(requeue=False)
+            return
+        delay = error.delay if isinstance(error, RetryLater) else None
+        tier = _choose_tier(tiers, attempt, delay)
+        if not isinstance(error, RetryLater):
+            log.warning(
+                "handler failed, retrying in %d ms: type=%s id=%s attempt=%d error=%s",
+                tier,
+                event.type,
+                event.event_id,
+                attempt,
+                reason,
+            )
+        try:
+            await self.bus.publish_raw(
+                routing_key=self.bus.names.wait_queue(self.spec.service, tier),
+                body=message.body,
+                event_type=event.type,
+                event_id=event.event_id,
+                correlation_id=event.correlation_id,
+                headers={
+                    **(message.headers or {}),
+                    ATTEMPT_HEADER: attempt,
+                    ERROR_HEADER: reason[:500],
+                },
+                exchange="",
+            )
+        except Exception:  # could not park it: let the broker redeliver it
+            log.exception("could not schedule a retry; returning the message to the queue")
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+
+def _choose_tier(tiers: list[int], attempt: int, delay: float | None) -> int:
+    """The wait tier for a retry: the first at least ``delay``, else by attempt (exponential)."""
+    if delay is not None:
+        wanted = int(delay * 1000)
+        for tier in tiers:
+            if tier >= wanted:
+                return tier
+        return tiers[-1]
+    return tiers[min(attempt - 1, len(tiers) - 1)]
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -1,0 +1,528 @@
+"""The event catalog: every event and command that travels on the bus.
+
+Each model carries the common envelope (``event_id``, ``type``, ``version``, ``occurred_at``,
+``correlation_id``). The routing key is the type. Producers that can be re-run (a webhook Meta
+delivers twice, a handler redelivered by the broker) derive ``event_id`` deterministically with
+:func:`stable_id`, so consumers deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_NAMESPACE = uuid.UUID("6f1c7a52-4d0e-4a43-9b55-6d656e73616a")
+
+
+def stable_id(*parts: str) -> str:
+    """A deterministic event id: the same parts always give the same id."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Event(Model):
+    """The envelope. Subclasses set ``type`` with a Literal default and bump ``version``."""
+
+    TYPE: ClassVar[str] = ""
+
+    event_id: str = Field(default_factory=new_id)
+    type: str
+    version: int = 1
+    occurred_at: datetime = Field(default_factory=utcnow)
+    correlation_id: str | None = None
+
+    @property
+    def routing_key(self) -> str:
+        return self.type
+
+
+# --------------------------------------------------------------------------- Meta, inbound
+
+
+class MetaError(Model):
+    """An error object as Meta sends it, in a send answer or a webhook."""
+
+    code: int
+    title: str | None = None
+    message: str | None = None
+    details: str | None = None
+    href: str | None = None
+
+
+class Identity(Model):
+    """Who a WhatsApp user is. ``phone`` is E.164 with ``+``, absent when withheld."""
+
+    phone: str | None = None
+    wa_id: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A stable key for the person: the phone when known, else the business-scoped id."""
+        return self.phone or self.user_id or self.wa_id or "unknown"
+
+
+class MessageContext(Model):
+    """What an inbound message replies to or where it came from."""
+
+    message_id: str | None = None  # the wamid it quotes (a reply, a tapped button)
+    from_phone: str | None = None
+    forwarded: bool = False
+    frequently_forwarded: bool = False
+    referred_product: dict[str, Any] | None = None
+
+
+class Media(Model):
+    id: str | None = None
+    mime_type: str | None = None
+    sha256: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    voice: bool | None = None
+    animated: bool | None = None
+    url: str | None = None
+
+
+class Location(Model):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+
+
+class Reply(Model):
+    """A tap: a reply button, a list row, a template quick reply or a Flow answer."""
+
+    kind: Literal["button_reply", "list_reply", "template_button", "nfm_reply"]
+    id: str | None = None  # button/row id, or the template button's payload
+    title: str | None = None
+    description: str | None = None
+    response_json: str | None = None
+
+
+class Reaction(Model):
+    message_id: str
+    emoji: str | None = None  # None: the reaction was removed
+
+
+class InboundMessage(Event):
+    """A message a user sent to the business (one per ``messages[]`` item)."""
+
+    TYPE: ClassVar[str] = "whatsapp.message.received"
+    type: Literal["whatsapp.message.received"] = "whatsapp.message.received"
+
+    phone_number_id: str
+    display_phone_number: str | None = None
+    waba_id: str | None = None
+    wamid: str
+    timestamp: datetime
+    message_type: str  # Meta's type; "unsupported" for one we do not know
+    sender: Identity
+    text: str | None = None  # text body, media caption, reply title, edited text
+    media: Media | None = None
+    location: Location | None = None
+    reply: Reply | None = None
+    reaction: Reaction | None = None
+    contacts: list[dict[str, Any]] | None = None
+    order: dict[str, Any] | None = None
+    system: dict[str, Any] | None = None
+    original_message_id: str | None = None  # for edit and revoke
+    context: MessageContext | None = None
+    referral: dict[str, Any] | None = None
+    errors: list[MetaError] = Field(default_factory=list)
+    raw: dict[str, Any] = Field(default_factory=dict)  # the message object as Meta sent it
+
+
+StatusName = Literal["sent", "delivered", "read", "failed", "played", "deleted", "warning"]
+
+
+class MessageStatus(Event):
+    """A status update for a message the business sent (one per ``statuses[]`` item)."""
+
+    TYPE: ClassVar[str] = "whatsapp.status.received"
+    type: Literal["whatsapp.status.received"] = "whatsapp.status.received"
+
+    phone_number_id: str
+    wamid: str
+    status: str
+    timestamp: datetime
+    recipient: Identity
+    errors: list[MetaError] = Field(default_factory=list)
+    pricing: dict[str, Any] | None = None
+    conversation: dict[str, Any] | None = None
+    biz_opaque_callback_data: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+class WebhookErrors(Event):
+    """Value-level ``errors[]`` of a webhook (a problem Meta reports outside any message)."""
+
+    TYPE: ClassVar[str] = "whatsapp.errors.received"
+    type: Literal["whatsapp.errors.received"] = "whatsapp.errors.received"
+
+    phone_number_id: str | None = None
+    errors: list[MetaError]
+
+
+class TemplateStatusUpdate(Event):
+    TYPE: ClassVar[str] = "whatsapp.template.status"
+    type: Literal["whatsapp.template.status"] = "whatsapp.template.status"
+
+    waba_id: str | None = None
+    event: str
+    template_id: str | None = None
+    template_name: str | None = None
+    language: str | None = None
+    reason: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- SES, inbound
+
+
+class EmailBounced(Event):
+    TYPE: ClassVar[str] = "ses.bounce"
+    type: Literal["ses.bounce"] = "ses.bounce"
+
+    addresses: list[str]
+    bounce_type: str  # Permanent, Transient, Undetermined
+    bounce_subtype: str | None = None
+    ses_message_id: str | None = None
+    feedback_id: str | None = None
+
+
+class EmailComplained(Event):
+    TYPE: ClassVar[str] = "ses.complaint"
+    type: Literal["ses.complaint"] = "ses.complaint"
+
+    addresses: list[str]
+    feedback_type: str | None = None
+    ses_message_id: str | None = None
+    feedback_id: str | None = None
+
+
+class EmailDelivered(Event):
+    TYPE: ClassVar[str] = "ses.delivery"
+    type: Literal["ses.delivery"] = "ses.delivery"
+
+    addresses: list[str]
+    ses_message_id: str | None = None
+
+
+# --------------------------------------------------------------------------- send commands
+
+
+class TextContent(Model):
+    kind: Literal["text"] = "text"
+    body: str
+    preview_url: bool = False
+
+
+class MediaContent(Model):
+    kind: Literal["image", "video", "audio", "document", "sticker"]
+    media_id: str | None = None
+    link: str | None = None
+    # Upload first: from a URL the sender downloads, or from bytes (base64) in the command.
+    upload_url: str | None = None
+    upload_base64: str | None = None
+    mime_type: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+
+
+class TemplateContent(Model):
+    kind: Literal["template"] = "template"
+    name: str
+    language: str = "es_AR"
+    # Meta's component objects as-is: header/body/button with their parameters.
+    components: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ReplyButton(Model):
+    id: str
+    title: str
+
+
+class Header(Model):
+    type: Literal["text", "image", "video", "document"] = "text"
+    text: str | None = None
+    media: MediaContent | None = None
+
+
+class ButtonsContent(Model):
+    kind: Literal["buttons"] = "buttons"
+    body: str
+    buttons: list[ReplyButton]
+    header: Header | None = None
+    footer: str | None = None
+
+
+class ListRow(Model):
+    id: str
+    title: str
+    description: str | None = None
+
+
+class ListSection(Model):
+    title: str | None = None
+    rows: list[ListRow]
+
+
+class ListContent(Model):
+    kind: Literal["list"] = "list"
+    body: str
+    button: str
+    sections: list[ListSection]
+    header: str | None = None
+    footer: str | None = None
+
+
+class CtaUrlContent(Model):
+    kind: Literal["cta_url"] = "cta_url"
+    body: str
+    display_text: str
+    url: str
+    header: Header | None = None
+    footer: str | None = None
+
+
+class LocationContent(Model):
+    kind: Literal["location"] = "location"
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class ContactsContent(Model):
+    kind: Literal["contacts"] = "contacts"
+    contacts: list[dict[str, Any]]
+
+
+class ReactionContent(Model):
+    kind: Literal["reaction"] = "reaction"
+    message_id: str
+    emoji: str  # "" removes the reaction
+
+
+class MarkReadContent(Model):
+    kind: Literal["mark_read"] = "mark_read"
+    message_id: str
+    typing: bool = False  # also show the typing indicator (up to 25 s)
+
+
+OutboundContent = Annotated[
+    TextContent
+    | MediaContent
+    | TemplateContent
+    | ButtonsContent
+    | ListContent
+    | CtaUrlContent
+    | LocationContent
+    | ContactsContent
+    | ReactionContent
+    | MarkReadContent,
+    Field(discriminator="kind"),
+]
+
+
+class SendMessage(Event):
+    """A command to the sender: send one message to one WhatsApp user.
+
+    ``event_id`` is the idempotency key: the same command published twice sends once.
+    """
+
+    TYPE: ClassVar[str] = "whatsapp.send.requested"
+    type: Literal["whatsapp.send.requested"] = "whatsapp.send.requested"
+
+    to: str  # E.164, bare digits, or Twilio's "whatsapp:+549..."
+    content: OutboundContent
+    phone_number_id: str | None = None  # None: the sender's default number
+    reply_to: str | None = None  # wamid to quote (Meta's ``context.message_id``)
+    fallback_template: TemplateContent | None = None  # used outside the 24 h window
+    biz_opaque_callback_data: str | None = None
+    valid_until: datetime | None = None  # give up after this (default: sender's validity)
+    origin: str | None = None  # the service or integration that asked
+
+
+class MessageSent(Event):
+    """Meta accepted a send command: the command's id now maps to a wamid."""
+
+    TYPE: ClassVar[str] = "whatsapp.send.accepted"
+    type: Literal["whatsapp.send.accepted"] = "whatsapp.send.accepted"
+
+    command_id: str
+    wamid: str
+    to: str
+    phone_number_id: str
+    kind: str
+    used_fallback_template: bool = False
+    biz_opaque_callback_data: str | None = None
+
+
+class MessageFailed(Event):
+    """A send command ended without a message at the customer."""
+
+    TYPE: ClassVar[str] = "whatsapp.send.failed"
+    type: Literal["whatsapp.send.failed"] = "whatsapp.send.failed"
+
+    command_id: str
+    to: str
+    phone_number_id: str | None = None
+    kind: str | None = None
+    reason: str
+    error: MetaError | None = None
+    wamid: str | None = None  # set when Meta accepted it and failed it later
+
+
+# --------------------------------------------------------------------------- handoff
+
+
+class TranscriptLine(Model):
+    at: datetime
+    author: Literal["customer", "agent", "bot", "system"]
+    text: str
+
+
+class HandoffRequested(Event):
+    TYPE: ClassVar[str] = "handoff.requested"
+    type: Literal["handoff.requested"] = "handoff.requested"
+
+    case_code: str
+    phone_number_id: str
+    customer: Identity
+    trigger: str  # button, phrase, command
+    profile_id: str | None = None
+
+
+class HandoffClaimed(Event):
+    TYPE: ClassVar[str] = "handoff.claimed"
+    type: Literal["handoff.claimed"] = "handoff.claimed"
+
+    case_code: str
+    customer: Identity
+    agent_phone: str
+    wait_seconds: float
+    profile_id: str | None = None
+
+
+class HandoffUnattended(Event):
+    """Nobody could take a customer's request: no agent, after hours, or timed out."""
+
+    TYPE: ClassVar[str] = "handoff.unattended"
+    type: Literal["handoff.unattended"] = "handoff.unattended"
+
+    case_code: str
+    customer: Identity
+    reason: Literal["no_agent", "after_hours", "timeout"]
+    profile_id: str | None = None
+    last_messages: list[TranscriptLine] = Field(default_factory=list)
+
+
+class HandoffClosed(Event):
+    TYPE: ClassVar[str] = "handoff.closed"
+    type: Literal["handoff.closed"] = "handoff.closed"
+
+    case_code: str
+    customer: Identity
+    agent_phone: str | None = None
+    end_reason: Literal["agent", "customer", "timeout", "no_agent", "after_hours", "idle"]
+    profile_id: str | None = None
+    transcript: list[TranscriptLine] = Field(default_factory=list)
+
+
+class HandoffRequestCommand(Event):
+    """Integrations ask for a human on a customer's behalf over the bus."""
+
+    TYPE: ClassVar[str] = "handoff.request"
+    type: Literal["handoff.request"] = "handoff.request"
+
+    phone_number_id: str | None = None
+    customer_phone: str
+    reason: str | None = None
+
+
+class BotMessage(Event):
+    """An inbound customer message handed to an external bot (when one is configured)."""
+
+    TYPE: ClassVar[str] = "bot.message"
+    type: Literal["bot.message"] = "bot.message"
+
+    message: InboundMessage
+    profile_id: str | None = None
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ErrorReported(Event):
+    """Something an operator should know about; the notifier emails it to ERROR_LOG_EMAIL."""
+
+    TYPE: ClassVar[str] = "error.reported"
+    type: Literal["error.reported"] = "error.reported"
+
+    service: str
+    error_type: str
+    message: str
+    meta_code: int | None = None
+    phone_number_id: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identical errors share a fingerprint (used to fold them into one digest)."""
+        return stable_id(self.service, self.error_type, str(self.meta_code), self.message)
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    InboundMessage,
+    MessageStatus,
+    WebhookErrors,
+    TemplateStatusUpdate,
+    EmailBounced,
+    EmailComplained,
+    EmailDelivered,
+    SendMessage,
+    MessageSent,
+    MessageFailed,
+    HandoffRequested,
+    HandoffClaimed,
+    HandoffUnattended,
+    HandoffClosed,
+    HandoffRequestCommand,
+    BotMessage,
+    ErrorReported,
+)
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in ALL_EVENTS}
+
+E = TypeVar("E", bound=Event)
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def parse_event(event_type: str, body: bytes | str) -> Event:
+    """Decode a bus message body into its model (raises ``UnknownEventType`` or ValidationError)."""
+    cls = EVENT_TYPES.get(event_type)
+    if cls is None:
+        raise UnknownEventType(event_type)
+    return cls.model_validate_json(body)

@@ -1,0 +1,48 @@
+"""The operations endpoints every service serves: ``/metrics``, ``/healthz``, ``/readyz``.
+
+``/healthz`` says the process is alive; ``/readyz`` checks the broker and the database now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+REGISTRY_KEY = web.AppKey("metrics_registry", CollectorRegistry)
+CHECKS_KEY = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[REGISTRY_KEY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = request.app[CHECKS_KEY]
+    results = {name: await check() for name, check in checks.items()}
+    ready = all(results.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not ready", "checks": results},
+        status=200 if ready else 503,
+    )
+
+
+def add_ops_routes(
+    app: web.Application,
+    registry: CollectorRegistry,
+    checks: dict[str, ReadinessCheck],
+) -> None:
+    """Mount the three endpoints on ``app``; ``checks`` may be filled later (at start-up)."""
+    app[REGISTRY_KEY] = registry
+    app[CHECKS_KEY] = checks
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

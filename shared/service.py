@@ -1,0 +1,134 @@
+"""What every service process shares: resources in ``cleanup_ctx`` and the runner.
+
+A service is an aiohttp application (its ops endpoints, and for the gateway its webhooks) whose
+``cleanup_ctx`` opens the database pool, the bus and the consumers, and closes them in reverse.
+aiohttp's runner turns SIGTERM/SIGINT into a graceful shutdown: the consumers stop taking
+messages, in-flight work finishes within ``SHUTDOWN_GRACE_SECONDS``, then everything closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from aiohttp import web
+
+from shared.bus import Bus, BusUnavailable
+from shared.db import DatabaseUnavailable, Pool, create_pool, load_migrations, migrate
+from shared.db import ping as db_ping
+from shared.logs import fields, setup_logging
+from shared.ops import CHECKS_KEY
+from shared.settings import DatabaseSettings, ServiceSettings, load_or_exit
+
+log = logging.getLogger("mensajero.service")
+
+BUS_KEY = web.AppKey("bus", Bus)
+POOL_KEY = web.AppKey("pool", Pool)
+
+T = TypeVar("T")
+
+
+class StartupError(Exception):
+    """A dependency could not be reached at start-up; the message names it."""
+
+
+async def _retry_until(
+    what: Callable[[], Awaitable[T]], deadline_seconds: float, errors: tuple[type[Exception], ...]
+) -> T:
+    deadline = time.monotonic() + deadline_seconds
+    delay = 0.2
+    while True:
+        try:
+            return await what()
+        except errors as error:
+            if time.monotonic() + delay >= deadline:
+                raise StartupError(str(error)) from error
+            log.warning("waiting for a dependency: %s", error)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+
+
+def bus_context(
+    settings: ServiceSettings, startup_timeout: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        bus = Bus(settings.RABBITMQ_URL, settings.BUS_PREFIX)
+
+        async def connect() -> None:
+            await bus.connect(timeout=min(5.0, startup_timeout))
+
+        await _retry_until(connect, startup_timeout, (BusUnavailable,))
+        app[BUS_KEY] = bus
+        app[CHECKS_KEY]["rabbitmq"] = bus.ping
+        yield
+        await bus.close()
+
+    return context
+
+
+def database_context(
+    settings: DatabaseSettings, package: str, startup_timeout: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        schema = settings.db_schema
+
+        async def connect() -> Pool:
+            return await create_pool(
+                settings.DATABASE_URL,
+                schema,
+                max_size=settings.DB_POOL_SIZE,
+                timeout=min(5.0, startup_timeout),
+            )
+
+        pool = await _retry_until(connect, startup_timeout, (DatabaseUnavailable,))
+        applied = await migrate(pool, schema, load_migrations(package))
+        if applied:
+            log.info("migrations applied", extra=fields(schema=schema, versions=applied))
+        app[POOL_KEY] = pool
+
+        async def ready() -> bool:
+            return await db_ping(pool)
+
+        app[CHECKS_KEY]["postgresql"] = ready
+        yield
+        await pool.close()
+
+    return context
+
+
+def run(
+    settings_cls: type[ServiceSettings],
+    create_app: Callable[..., web.Application],
+    *,
+    port_setting: str,
+) -> None:
+    """Entry point of a service process: settings (exit 2 when invalid), logs, serve."""
+    settings = load_or_exit(settings_cls)
+    setup_logging(settings.service_name, settings.LOG_FORMAT, settings.LOG_LEVEL)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # optional speed-up
+        pass
+    app = create_app(settings)
+    host = settings.HTTP_HOST
+    port = int(getattr(settings, port_setting))
+    log.info("starting", extra=fields(host=host, port=port, env=settings.MENSAJERO_ENV))
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            shutdown_timeout=settings.SHUTDOWN_GRACE_SECONDS,
+            print=None,
+            access_log=None,
+        )
+    except StartupError as error:
+        print(f"{settings.service_name}: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    log.info("stopped")
