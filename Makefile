@@ -1,0 +1,48 @@
+# Mensajero: the two commands a newcomer needs are `make run` and `make test`.
+
+VENV    ?= .venv
+# The first Python 3.11+ that actually runs (pyenv shims may exist for versions not installed).
+PYTHON  ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+             $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+             && command -v $$p && break; done)
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint format bench clean check-deps
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Mensajero needs Python 3.11 or newer (none found on PATH)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+check-deps: install
+	@$(PY) deploy/run_local.py --check
+
+## run: every service, plus the sandbox (local Meta) and moto (local SES). Ctrl-C stops all.
+run: install
+	@$(PY) deploy/run_local.py
+
+## test: the whole suite against real RabbitMQ and PostgreSQL.
+test: check-deps
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## bench: prints the performance figures (gateway, sender, sandbox).
+bench: check-deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
