@@ -1,7 +1,6 @@
 """Run every benchmark (or the ones named) and print their figures.
 
-    python -m bench                # all
-    python -m bench gateway sender # some
+Usage: ``python -m bench`` for all, ``python -m bench gateway sender`` for some.
 """
 
 from __future__ import annotations

@@ -110,13 +110,16 @@ class System:
         return f"{self.url(name)}/readyz"
 
     async def start(self, name: str, timeout: float = 30.0) -> None:
+        await self.spawn(name)
+        await self.wait_healthy(name, timeout)
+
+    async def spawn(self, name: str) -> None:
         log = await asyncio.to_thread((self.logs / f"{name}.log").open, "ab")
         process = await asyncio.create_subprocess_exec(
             *self.argv(name), env=self.env(name), stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         self.processes[name] = process
-        await self.wait_healthy(name, timeout)
 
     async def wait_healthy(self, name: str, timeout: float) -> None:
         assert self.session is not None
@@ -187,17 +190,19 @@ class System:
 
     async def __aenter__(self) -> System:
         self.session = aiohttp.ClientSession()
+        names = ("ses", "sandbox", *SERVICES)
         try:
-            for name in ("ses", "sandbox", *SERVICES):
-                await self.start(name)
+            # All at once: the services wait for each other's queues and the broker themselves.
+            for name in names:
+                await self.spawn(name)
+            await asyncio.gather(*(self.wait_healthy(name, 60) for name in names))
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for name in reversed(list(self.processes)):
-            await self.stop(name)
+        await asyncio.gather(*(self.stop(name) for name in list(self.processes)))
         if self.session is not None:
             await self.session.close()
         for service in SERVICES:

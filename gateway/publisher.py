@@ -1,0 +1,149 @@
+"""Publishing a request's events with confirms, and parking what no queue is bound for.
+
+A webhook is answered 200 only when every one of its events is confirmed by the broker. An event
+whose routing key has no queue bound (a consumer service that has never started, or an event type
+no service consumes yet) comes back returned; dropping it would lose data and refusing it would
+make Meta retry, for days, something no retry can fix. It is parked instead in the gateway's own
+durable queue ``<prefix>.gateway.unrouted`` (confirmed too), with its routing key in a header, for
+an operator to replay once its consumer exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aio_pika.exceptions import PublishError
+
+from gateway.metrics import Metrics
+from shared.bus import Bus, BusError, BusUnavailable
+from shared.events import Event
+from shared.logs import fields
+
+log = logging.getLogger("mensajero.gateway.publisher")
+
+UNROUTED_SERVICE = "gateway.unrouted"
+ROUTING_KEY_HEADER = "x-mensajero-routing-key"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An event and its serialised body."""
+
+    event: Event
+    body: bytes
+
+
+class Publisher:
+    def __init__(self, bus: Bus, metrics: Metrics, *, timeout: float) -> None:
+        self.bus = bus
+        self.metrics = metrics
+        self.timeout = timeout
+        self.unrouted_queue = bus.names.queue(UNROUTED_SERVICE)
+
+    async def declare(self) -> None:
+        """Declare the unrouted safety queue (durable, quorum, like every service queue)."""
+        channel = await self.bus.connection.channel()
+        try:
+            await channel.declare_queue(
+                self.unrouted_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            )
+        finally:
+            await channel.close()
+
+    async def publish(self, items: Sequence[Outgoing]) -> None:
+        """Publish all, confirmed, within the timeout. Raises :class:`BusError` otherwise."""
+        if not items:
+            return
+        started = time.monotonic()
+        deadline = started + self.timeout
+        try:
+            # The bus bounds each publish by the deadline; this bounds the whole in case a
+            # stalled socket write ignores it.
+            async with asyncio.timeout(self.timeout + 0.5):
+                if len(items) == 1:
+                    await self._one(items[0], deadline)
+                else:
+                    results = await asyncio.gather(
+                        *(self._one(item, deadline) for item in items), return_exceptions=True
+                    )
+                    for result in results:
+                        if isinstance(result, BaseException):
+                            raise result
+        except TimeoutError as error:
+            raise BusUnavailable("events not confirmed before the deadline") from error
+        self.metrics.confirm_seconds.observe(time.monotonic() - started)
+
+    async def _one(self, item: Outgoing, deadline: float) -> None:
+        event = item.event
+        try:
+            await self.bus.publish_raw(
+                routing_key=event.type,
+                body=item.body,
+                event_type=event.type,
+                event_id=event.event_id,
+                correlation_id=event.correlation_id,
+                timeout=max(deadline - time.monotonic(), 0.001),
+            )
+        except BusError as error:
+            if not isinstance(error.__cause__, PublishError):
+                raise
+            await self._park(item, deadline)
+            return
+        self.metrics.events_published(event.type)
+
+    async def _park(self, item: Outgoing, deadline: float) -> None:
+        event = item.event
+        await self.bus.publish_raw(
+            routing_key=self.unrouted_queue,
+            body=item.body,
+            event_type=event.type,
+            event_id=event.event_id,
+            correlation_id=event.correlation_id,
+            headers={ROUTING_KEY_HEADER: event.type},
+            exchange="",
+            timeout=max(deadline - time.monotonic(), 0.001),
+        )
+        self.metrics.unrouted.labels(event.type).inc()
+        self.metrics.events_published(event.type)
+        log.warning(
+            "no queue bound for this event type: parked in the unrouted queue",
+            extra=fields(type=event.type, event_id=event.event_id, queue=self.unrouted_queue),
+        )
+
+
+async def drain_unrouted(bus: Bus, *, limit: int = 10_000) -> int:
+    """Re-publish parked events to the exchange (for an operator, once consumers exist).
+
+    Each is acknowledged only after its re-publication is confirmed; one still unroutable stays.
+    """
+    channel = await bus.connection.channel()
+    moved = 0
+    try:
+        queue = await channel.declare_queue(
+            bus.names.queue(UNROUTED_SERVICE), durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        while moved < limit:
+            message = await queue.get(fail=False, no_ack=False)
+            if message is None:
+                break
+            key = (message.headers or {}).get(ROUTING_KEY_HEADER) or message.type or ""
+            try:
+                await bus.publish_raw(
+                    routing_key=str(key),
+                    body=message.body,
+                    event_type=message.type or str(key),
+                    event_id=message.message_id or "",
+                    correlation_id=message.correlation_id,
+                )
+            except BusError:
+                await message.nack(requeue=True)
+                break
+            await message.ack()
+            moved += 1
+    finally:
+        await channel.close()
+    return moved

@@ -1,0 +1,251 @@
+"""Amazon SNS messages carrying SES events: signature verification and event mapping.
+
+SNS signs each message with the key of the certificate at ``SigningCertURL``: version 1 with
+SHA1withRSA, version 2 with SHA256withRSA, over ``name\\nvalue\\n`` pairs of a documented field
+list. The certificate is fetched only from an https ``sns.<region>.amazonaws.com`` host (or a
+configured trusted prefix, for tests and private mirrors) and cached by URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from shared.events import EmailBounced, EmailComplained, EmailDelivered, Event, stable_id
+
+NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+CONFIRMATION_FIELDS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
+MESSAGE_TYPES = frozenset({"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"})
+MAX_CERT_BYTES = 64 * 1024
+CACHE_SIZE = 32
+
+# Fetches a URL's body; raises SnsUnavailable when the host cannot be reached.
+Fetch = Callable[[str], Awaitable[bytes]]
+
+
+class SnsRejected(Exception):
+    """The message cannot be trusted or understood: answer 4xx (SNS counts it delivered)."""
+
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class SnsUnavailable(Exception):
+    """A dependency (the certificate host) failed for now: answer 5xx so SNS retries."""
+
+
+@dataclass(frozen=True)
+class SnsMessage:
+    type: str
+    message_id: str
+    topic_arn: str
+    fields: dict[str, str]
+    signature: bytes
+    signature_version: str
+    signing_cert_url: str
+
+    @property
+    def subscribe_url(self) -> str | None:
+        return self.fields.get("SubscribeURL")
+
+    def string_to_sign(self) -> bytes:
+        names = NOTIFICATION_FIELDS if self.type == "Notification" else CONFIRMATION_FIELDS
+        parts = []
+        for name in names:
+            value = self.fields.get(name)
+            if value is None:
+                if name == "Subject":
+                    continue
+                raise SnsRejected(f"{name} is missing")
+            parts.append(f"{name}\n{value}\n")
+        return "".join(parts).encode()
+
+
+def parse_message(body: bytes) -> SnsMessage:
+    """The SNS envelope (JSON sent as text/plain). Raises :class:`SnsRejected`."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise SnsRejected("body is not JSON") from None
+    if type(data) is not dict:
+        raise SnsRejected("body is not a JSON object")
+    kind = data.get("Type")
+    if kind not in MESSAGE_TYPES:
+        raise SnsRejected(f"unknown SNS message type {str(kind)[:60]!r}")
+    strings = {key: value for key, value in data.items() if type(value) is str}
+    for name in ("MessageId", "TopicArn", "Signature", "SigningCertURL", "Timestamp"):
+        if not strings.get(name):
+            raise SnsRejected(f"{name} is missing")
+    version = strings.get("SignatureVersion", "1")
+    if version not in ("1", "2"):
+        raise SnsRejected(f"unsupported SignatureVersion {version[:10]!r}")
+    try:
+        signature = base64.b64decode(strings["Signature"], validate=True)
+    except (binascii.Error, ValueError):
+        raise SnsRejected("Signature is not base64") from None
+    return SnsMessage(
+        type=str(kind),
+        message_id=strings["MessageId"],
+        topic_arn=strings["TopicArn"],
+        fields=strings,
+        signature=signature,
+        signature_version=version,
+        signing_cert_url=strings["SigningCertURL"],
+    )
+
+
+def url_allowed(url: str, host_pattern: str, trusted_prefixes: Sequence[str]) -> bool:
+    """An https URL on an SNS host (no credentials, default port), or a trusted prefix."""
+    if any(prefix and url.startswith(prefix) for prefix in trusted_prefixes):
+        return True
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme != "https" or parts.username or parts.password or port not in (None, 443):
+        return False
+    return re.fullmatch(host_pattern, parts.hostname or "") is not None
+
+
+class CertificateStore:
+    """Signing certificates by URL: fetched once, kept (a few), checked for validity."""
+
+    def __init__(
+        self, fetch: Fetch, host_pattern: str, trusted_prefixes: Sequence[str] = ()
+    ) -> None:
+        self.fetch = fetch
+        self.host_pattern = host_pattern
+        self.trusted_prefixes = tuple(trusted_prefixes)
+        self._keys: dict[str, rsa.RSAPublicKey] = {}
+
+    def allowed(self, url: str) -> bool:
+        return url_allowed(url, self.host_pattern, self.trusted_prefixes)
+
+    async def key(self, url: str) -> rsa.RSAPublicKey:
+        cached = self._keys.get(url)
+        if cached is not None:
+            return cached
+        if not self.allowed(url) or not urlsplit(url).path.endswith(".pem"):
+            raise SnsRejected("SigningCertURL is not an SNS certificate URL")
+        pem = await self.fetch(url)
+        if len(pem) > MAX_CERT_BYTES:
+            raise SnsRejected("signing certificate is too large")
+        try:
+            certificate = x509.load_pem_x509_certificate(pem)
+        except ValueError:
+            raise SnsRejected("signing certificate is not a PEM certificate") from None
+        now = datetime.now(UTC)
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            raise SnsRejected("signing certificate is not valid now")
+        key = certificate.public_key()
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise SnsRejected("signing certificate has no RSA key")
+        if len(self._keys) >= CACHE_SIZE:
+            self._keys.pop(next(iter(self._keys)))
+        self._keys[url] = key
+        return key
+
+
+async def verify(message: SnsMessage, store: CertificateStore) -> None:
+    """Raise :class:`SnsRejected` unless ``message`` is signed by its SNS certificate."""
+    key = await store.key(message.signing_cert_url)
+    algorithm: hashes.HashAlgorithm = (
+        hashes.SHA256() if message.signature_version == "2" else hashes.SHA1()
+    )
+    try:
+        key.verify(message.signature, message.string_to_sign(), padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        raise SnsRejected("signature does not verify", status=403) from None
+
+
+def ses_events(message: SnsMessage) -> list[Event]:
+    """The events an SES notification carries (none for types the notifier does not use)."""
+    try:
+        data = orjson.loads(message.fields.get("Message", ""))
+    except orjson.JSONDecodeError:
+        raise SnsRejected("Message is not an SES event (not JSON)") from None
+    if type(data) is not dict:
+        raise SnsRejected("Message is not an SES event")
+    kind = data.get("eventType") or data.get("notificationType")
+    mail = _dict(data.get("mail"))
+    ses_message_id = _str(mail.get("messageId"))
+    if kind == "Bounce":
+        bounce = _dict(data.get("bounce"))
+        return [
+            EmailBounced(
+                event_id=stable_id(EmailBounced.TYPE, message.message_id),
+                correlation_id=ses_message_id,
+                addresses=_addresses(bounce.get("bouncedRecipients")),
+                bounce_type=_str(bounce.get("bounceType")) or "Undetermined",
+                bounce_subtype=_str(bounce.get("bounceSubType")),
+                ses_message_id=ses_message_id,
+                feedback_id=_str(bounce.get("feedbackId")),
+            )
+        ]
+    if kind == "Complaint":
+        complaint = _dict(data.get("complaint"))
+        return [
+            EmailComplained(
+                event_id=stable_id(EmailComplained.TYPE, message.message_id),
+                correlation_id=ses_message_id,
+                addresses=_addresses(complaint.get("complainedRecipients")),
+                feedback_type=_str(complaint.get("complaintFeedbackType")),
+                ses_message_id=ses_message_id,
+                feedback_id=_str(complaint.get("feedbackId")),
+            )
+        ]
+    if kind == "Delivery":
+        delivery = _dict(data.get("delivery"))
+        recipients = [r for r in _list(delivery.get("recipients")) if type(r) is str]
+        return [
+            EmailDelivered(
+                event_id=stable_id(EmailDelivered.TYPE, message.message_id),
+                correlation_id=ses_message_id,
+                addresses=recipients,
+                ses_message_id=ses_message_id,
+            )
+        ]
+    return []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if type(value) is dict else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if type(value) is list else []
+
+
+def _str(value: Any) -> str | None:
+    return value if type(value) is str else None
+
+
+def _addresses(recipients: Any) -> list[str]:
+    addresses = []
+    for item in _list(recipients):
+        address = _str(_dict(item).get("emailAddress"))
+        if address:
+            addresses.append(address)
+    return addresses

@@ -1,0 +1,92 @@
+"""Sandbox settings, read from the same environment variables the services use."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SandboxConfig(BaseSettings):
+    """Every field can be set from the environment (`SANDBOX_<FIELD>`, or the `META_WA_*` names)."""
+
+    model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore", populate_by_name=True)
+
+    access_token: str = Field(
+        default="sandbox-token",
+        min_length=1,
+        validation_alias=AliasChoices("META_WA_ACCESS_TOKEN", "access_token"),
+    )
+    app_secret: str = Field(
+        default="sandbox-app-secret",
+        min_length=1,
+        validation_alias=AliasChoices("META_WA_APP_SECRET", "app_secret"),
+    )
+    phone_number_id: str = Field(
+        default="100000000000001",
+        min_length=1,
+        validation_alias=AliasChoices("META_WA_PHONE_NUMBER_ID", "phone_number_id"),
+    )
+    display_phone_number: str = "+15550000001"
+    waba_id: str = "200000000000001"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    webhook_url: str = "http://127.0.0.1:8080/webhook/whatsapp"
+
+    # Meta's limits.
+    rate_per_second: float = Field(default=80.0, gt=0)
+    pair_burst: int = Field(default=45, ge=1)
+    pair_interval_seconds: float = Field(default=6.0, gt=0)
+    enforce_window: bool = True
+    window_seconds: float = Field(default=24 * 3600.0, gt=0)
+
+    # Delays (ms) after acceptance before the sent, delivered and read status webhooks.
+    status_delays_ms: Annotated[tuple[int, int, int], NoDecode] = (50, 150, 300)
+    templates: str | None = None
+    seed: int = 0
+
+    # Webhook delivery.
+    webhook_max_batch: int = Field(default=100, ge=1, le=1000)
+    webhook_batch_window_ms: int = Field(default=10, ge=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_retry_initial_seconds: float = Field(default=0.2, gt=0)
+    webhook_retry_max_seconds: float = Field(default=10.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_log_max: int = Field(default=2_000, ge=1)
+    duplicate_webhooks: bool = False
+    reorder_webhooks: bool = False
+
+    media_url_ttl_seconds: float = Field(default=300.0, gt=0)
+    # How long a request hangs under a timeout fault (long enough for a client to give up).
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    log_level: str = Field(
+        default="INFO",
+        validation_alias=AliasChoices("SANDBOX_LOG_LEVEL", "LOG_LEVEL", "log_level"),
+    )
+
+    @field_validator("status_delays_ms", mode="before")
+    @classmethod
+    def _parse_delays(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                numbers = tuple(int(p) for p in parts)
+            except ValueError:
+                raise ValueError("expected three integers like '50,150,300'") from None
+            value = numbers
+        if isinstance(value, list | tuple) and (len(value) != 3 or any(int(v) < 0 for v in value)):
+            raise ValueError("expected three non-negative delays (sent, delivered, read)")
+        return value
+
+    @property
+    def status_delays(self) -> tuple[float, float, float]:
+        """The status delays in seconds."""
+        sent, delivered, read = self.status_delays_ms
+        return sent / 1000, delivered / 1000, read / 1000
+
+    @property
+    def display_digits(self) -> str:
+        """The business number as Meta writes it in webhooks: digits only."""
+        return "".join(ch for ch in self.display_phone_number if ch.isdigit())

@@ -1,0 +1,400 @@
+"""SES notifications through SNS: signatures v1 and v2 checked against a certificate these tests
+generate and serve on 127.0.0.1; subscriptions confirmed only when they verify."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
+from gateway.app import create_app
+from gateway.settings import DEFAULT_SNS_CERT_HOST_PATTERN, Settings
+from gateway.sns import SnsMessage, url_allowed
+from shared.bus import Bus
+from shared.events import EmailBounced, EmailComplained, EmailDelivered
+from shared.settings import load_settings
+from tests.gateway.conftest import Collector, delete_unrouted, gateway_settings
+from tests.services import running
+
+pytestmark = pytest.mark.integration
+
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-events"
+
+
+def make_certificate(key: rsa.RSAPrivateKey, *, days: int = 30, expired: bool = False) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+    now = datetime.now(UTC)
+    start = now - timedelta(days=days * 2 if expired else 1)
+    end = now - timedelta(days=1) if expired else now + timedelta(days=days)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass
+class FakeSns:
+    """Serves certificates and SubscribeURLs on 127.0.0.1, and signs messages like SNS."""
+
+    key: rsa.RSAPrivateKey
+    base: str = ""
+    certificates: dict[str, bytes] = field(default_factory=dict)
+    cert_fetches: list[str] = field(default_factory=list)
+    confirmations: list[str] = field(default_factory=list)
+
+    async def serve_cert(self, request: web.Request) -> web.Response:
+        self.cert_fetches.append(request.path)
+        pem = self.certificates.get(request.match_info["name"])
+        if pem is None:
+            return web.Response(status=404)
+        return web.Response(body=pem, content_type="application/x-pem-file")
+
+    async def confirm(self, request: web.Request) -> web.Response:
+        self.confirmations.append(request.query.get("Token", ""))
+        return web.Response(text="<ConfirmSubscriptionResponse/>", content_type="text/xml")
+
+    def cert_url(self, name: str = "SimpleNotificationService-test.pem") -> str:
+        return f"{self.base}/certs/{name}"
+
+    def message(
+        self,
+        kind: str = "Notification",
+        message: Any = None,
+        *,
+        version: str = "1",
+        key: rsa.RSAPrivateKey | None = None,
+        cert_url: str | None = None,
+        subject: str | None = None,
+        topic: str = TOPIC,
+        message_id: str | None = None,
+        subscribe_path: str = "/confirm",
+    ) -> dict[str, str]:
+        data: dict[str, str] = {
+            "Type": kind,
+            "MessageId": message_id or str(uuid.uuid4()),
+            "TopicArn": topic,
+            "Message": message if isinstance(message, str) else json.dumps(message or {}),
+            "Timestamp": "2026-11-25T12:00:00.000Z",
+            "SignatureVersion": version,
+            "SigningCertURL": cert_url or self.cert_url(),
+        }
+        if subject is not None:
+            data["Subject"] = subject
+        if kind != "Notification":
+            data["Token"] = "token-" + uuid.uuid4().hex
+            data["SubscribeURL"] = f"{self.base}{subscribe_path}?Token={data['Token']}"
+        fields = (
+            ["Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type"]
+            if kind == "Notification"
+            else ["Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type"]
+        )
+        text = "".join(f"{name}\n{data[name]}\n" for name in fields if name in data)
+        algorithm = hashes.SHA256() if version == "2" else hashes.SHA1()
+        signature = (key or self.key).sign(text.encode(), padding.PKCS1v15(), algorithm)
+        data["Signature"] = base64.b64encode(signature).decode()
+        return data
+
+
+@pytest.fixture
+async def fake_sns() -> AsyncIterator[FakeSns]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sns = FakeSns(key)
+    sns.certificates["SimpleNotificationService-test.pem"] = make_certificate(key)
+    app = web.Application()
+    app.router.add_get("/certs/{name}", sns.serve_cert)
+    app.router.add_get("/confirm", sns.confirm)
+    async with running(app) as url:
+        sns.base = url
+        yield sns
+
+
+def sns_settings(rabbitmq_url: str, bus_prefix: str, sns: FakeSns, **extra: Any) -> Settings:
+    return gateway_settings(
+        rabbitmq_url, bus_prefix, SNS_TRUSTED_CERT_URL_PREFIXES=[sns.base + "/"], **extra
+    )
+
+
+@pytest.fixture
+async def ses_gateway(
+    rabbitmq_url: str, bus_prefix: str, bus: Bus, fake_sns: FakeSns
+) -> AsyncIterator[str]:
+    async with running(create_app(sns_settings(rabbitmq_url, bus_prefix, fake_sns))) as url:
+        yield url
+    await delete_unrouted(bus)
+
+
+async def post_sns(
+    http: aiohttp.ClientSession, url: str, data: dict[str, str] | bytes
+) -> tuple[int, str]:
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    headers = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "x"}
+    async with http.post(url + "/webhook/ses", data=body, headers=headers) as response:
+        return response.status, await response.text()
+
+
+BOUNCE = {
+    "eventType": "Bounce",
+    "bounce": {
+        "bounceType": "Permanent",
+        "bounceSubType": "General",
+        "bouncedRecipients": [{"emailAddress": "nadie@example.com"}],
+        "feedbackId": "feedback-1",
+    },
+    "mail": {"messageId": "ses-msg-1"},
+}
+COMPLAINT = {
+    "notificationType": "Complaint",
+    "complaint": {
+        "complainedRecipients": [{"emailAddress": "enojado@example.com"}],
+        "complaintFeedbackType": "abuse",
+        "feedbackId": "feedback-2",
+    },
+    "mail": {"messageId": "ses-msg-2"},
+}
+DELIVERY = {
+    "eventType": "Delivery",
+    "delivery": {"recipients": ["ok@example.com"]},
+    "mail": {"messageId": "ses-msg-3"},
+}
+
+
+async def marker(
+    http: aiohttp.ClientSession, url: str, sns: FakeSns, collector: Collector, before: int
+) -> None:
+    """Only a signed marker arrives after ``before`` events: nothing else was published."""
+    message_id = "marker-" + uuid.uuid4().hex
+    assert await post_sns(http, url, sns.message(message=DELIVERY, message_id=message_id)) == (
+        200,
+        "ok",
+    )
+    await collector.wait(before + 1)
+    new = collector.events[before:]
+    assert len(new) == 1 and isinstance(new[0], EmailDelivered), new
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_notifications_become_events(
+    ses_gateway: str,
+    http: aiohttp.ClientSession,
+    collector: Collector,
+    fake_sns: FakeSns,
+    version: str,
+) -> None:
+    for payload in (BOUNCE, COMPLAINT, DELIVERY):
+        data = fake_sns.message(message=payload, version=version, subject="Amazon SES Email Event")
+        assert await post_sns(http, ses_gateway, data) == (200, "ok")
+    bounce, complaint, delivery = await collector.wait(3)
+    assert isinstance(bounce, EmailBounced)
+    assert (bounce.addresses, bounce.bounce_type, bounce.bounce_subtype) == (
+        ["nadie@example.com"],
+        "Permanent",
+        "General",
+    )
+    assert (bounce.ses_message_id, bounce.feedback_id) == ("ses-msg-1", "feedback-1")
+    assert isinstance(complaint, EmailComplained)
+    assert (complaint.addresses, complaint.feedback_type) == (["enojado@example.com"], "abuse")
+    assert isinstance(delivery, EmailDelivered) and delivery.addresses == ["ok@example.com"]
+    assert fake_sns.cert_fetches == ["/certs/SimpleNotificationService-test.pem"]  # cached
+
+
+async def test_redelivered_notification_has_the_same_event_id(
+    ses_gateway: str, http: aiohttp.ClientSession, collector: Collector, fake_sns: FakeSns
+) -> None:
+    data = fake_sns.message(message=BOUNCE)
+    assert (await post_sns(http, ses_gateway, data))[0] == 200
+    assert (await post_sns(http, ses_gateway, data))[0] == 200
+    first, second = await collector.wait(2)
+    assert first.event_id == second.event_id
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+async def test_subscription_confirmed_only_when_it_verifies(
+    ses_gateway: str, http: aiohttp.ClientSession, fake_sns: FakeSns, version: str
+) -> None:
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = fake_sns.message(
+        "SubscriptionConfirmation", "You have chosen...", key=other_key, version=version
+    )
+    status, text = await post_sns(http, ses_gateway, forged)
+    assert (status, text) == (403, "signature does not verify")
+    assert fake_sns.confirmations == []
+
+    genuine = fake_sns.message("SubscriptionConfirmation", "You have chosen...", version=version)
+    assert await post_sns(http, ses_gateway, genuine) == (200, "subscription confirmed")
+    assert fake_sns.confirmations == [genuine["Token"]]
+
+
+async def test_unverifiable_messages_are_4xx_and_never_published(
+    ses_gateway: str, http: aiohttp.ClientSession, collector: Collector, fake_sns: FakeSns
+) -> None:
+    tampered = fake_sns.message(message=BOUNCE)
+    tampered["Message"] = tampered["Message"].replace("nadie", "alguien")
+    wrong_field = fake_sns.message(message=BOUNCE)
+    wrong_field["TopicArn"] = TOPIC + "-other"
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    fake_sns.certificates["expired.pem"] = make_certificate(fake_sns.key, expired=True)
+    v1_as_v2 = fake_sns.message(message=BOUNCE, version="1")
+    v1_as_v2["SignatureVersion"] = "2"
+    cases: list[tuple[dict[str, str] | bytes, int]] = [
+        (tampered, 403),
+        (wrong_field, 403),
+        (v1_as_v2, 403),
+        (fake_sns.message(message=BOUNCE, key=other_key), 403),
+        (fake_sns.message(message=BOUNCE, cert_url="http://127.0.0.2:1/cert.pem"), 400),
+        (
+            fake_sns.message(
+                message=BOUNCE, cert_url="https://sns.us-east-1.amazonaws.com.evil.example/c.pem"
+            ),
+            400,
+        ),
+        (fake_sns.message(message=BOUNCE, cert_url=fake_sns.cert_url("missing.pem")), 400),
+        (fake_sns.message(message=BOUNCE, cert_url=fake_sns.cert_url("expired.pem")), 400),
+        (fake_sns.message(message=BOUNCE, version="3"), 400),
+        ({**fake_sns.message(message=BOUNCE), "Signature": "not base64!"}, 400),
+        ({k: v for k, v in fake_sns.message(message=BOUNCE).items() if k != "Signature"}, 400),
+        ({**fake_sns.message(message=BOUNCE), "Type": "Surprise"}, 400),
+        (b"not json", 400),
+        (b"[]", 400),
+        (b"\xff\xfe", 400),
+        (fake_sns.message(message="not json inside"), 400),
+    ]
+    for data, expected in cases:
+        status, text = await post_sns(http, ses_gateway, data)
+        assert status == expected, (data, text)
+        assert text
+    await marker(http, ses_gateway, fake_sns, collector, before=0)
+
+
+async def test_other_ses_events_and_unsubscribe_are_200_and_nothing(
+    ses_gateway: str, http: aiohttp.ClientSession, collector: Collector, fake_sns: FakeSns
+) -> None:
+    opened = fake_sns.message(message={"eventType": "Open", "mail": {"messageId": "m"}})
+    assert await post_sns(http, ses_gateway, opened) == (200, "ok")
+    gone = fake_sns.message("UnsubscribeConfirmation", "bye")
+    assert await post_sns(http, ses_gateway, gone) == (200, "ok")
+    assert fake_sns.confirmations == []
+    await marker(http, ses_gateway, fake_sns, collector, before=0)
+
+
+async def test_topic_allow_list(
+    rabbitmq_url: str,
+    bus_prefix: str,
+    bus: Bus,
+    fake_sns: FakeSns,
+    http: aiohttp.ClientSession,
+    collector: Collector,
+) -> None:
+    settings = sns_settings(rabbitmq_url, bus_prefix, fake_sns, SNS_ALLOWED_TOPIC_ARNS=[TOPIC])
+    try:
+        async with running(create_app(settings)) as url:
+            other = fake_sns.message(message=BOUNCE, topic=TOPIC + "-other")
+            assert await post_sns(http, url, other) == (400, "topic is not allowed")
+            assert (await post_sns(http, url, fake_sns.message(message=BOUNCE)))[0] == 200
+            [event] = await collector.wait(1)
+            assert isinstance(event, EmailBounced)
+    finally:
+        await delete_unrouted(bus)
+
+
+async def test_certificate_host_unreachable_is_503(
+    rabbitmq_url: str, bus_prefix: str, bus: Bus, fake_sns: FakeSns, http: aiohttp.ClientSession
+) -> None:
+    # A trusted prefix whose host refuses connections: SNS should retry later.
+    settings = gateway_settings(
+        rabbitmq_url,
+        bus_prefix,
+        SNS_TRUSTED_CERT_URL_PREFIXES=["http://127.0.0.1:9/"],
+        SNS_HTTP_TIMEOUT_SECONDS=2.0,
+    )
+    try:
+        async with running(create_app(settings)) as url:
+            data = fake_sns.message(message=BOUNCE, cert_url="http://127.0.0.1:9/c.pem")
+            status, _ = await post_sns(http, url, data)
+            assert status == 503
+    finally:
+        await delete_unrouted(bus)
+
+
+async def test_subscription_refused_by_sns_is_400(
+    ses_gateway: str, http: aiohttp.ClientSession, fake_sns: FakeSns
+) -> None:
+    data = fake_sns.message("SubscriptionConfirmation", "x", subscribe_path="/expired")
+    status, text = await post_sns(http, ses_gateway, data)
+    assert status == 400 and "answered HTTP 404" in text
+    assert fake_sns.confirmations == []
+
+
+# --------------------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem", True),
+        ("https://sns.eu-west-3.amazonaws.com/x.pem", True),
+        ("https://sns.cn-north-1.amazonaws.com.cn/x.pem", True),
+        ("http://sns.us-east-1.amazonaws.com/x.pem", False),
+        ("https://sns.us-east-1.amazonaws.com.evil.example/x.pem", False),
+        ("https://evil.example/sns.us-east-1.amazonaws.com/x.pem", False),
+        ("https://user@sns.us-east-1.amazonaws.com/x.pem", False),
+        ("https://sns.us-east-1.amazonaws.com:8443/x.pem", False),
+        ("https://s3.amazonaws.com/x.pem", False),
+        ("https://sns.us-east-1.amazonaws.com:bad/x.pem", False),
+        ("not a url", False),
+    ],
+)
+def test_certificate_url_rule(url: str, allowed: bool) -> None:
+    assert url_allowed(url, DEFAULT_SNS_CERT_HOST_PATTERN, ()) is allowed
+
+
+def test_string_to_sign_skips_absent_subject() -> None:
+    message = SnsMessage(
+        type="Notification",
+        message_id="id",
+        topic_arn="t",
+        signature=b"",
+        signature_version="1",
+        signing_cert_url="u",
+        fields={
+            "Message": "m",
+            "MessageId": "id",
+            "Timestamp": "ts",
+            "TopicArn": "t",
+            "Type": "Notification",
+        },
+    )
+    assert message.string_to_sign() == (
+        b"Message\nm\nMessageId\nid\nTimestamp\nts\nTopicArn\nt\nType\nNotification\n"
+    )
+
+
+def test_list_settings_from_environment_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("META_WA_APP_SECRET", "s")
+    monkeypatch.setenv("META_WA_VERIFY_TOKEN", "v")
+    monkeypatch.setenv("SNS_ALLOWED_TOPIC_ARNS", f"{TOPIC}, {TOPIC}-2")
+    monkeypatch.setenv("SNS_TRUSTED_CERT_URL_PREFIXES", '["http://127.0.0.1:1/"]')
+    settings = load_settings(Settings)
+    assert [TOPIC, f"{TOPIC}-2"] == settings.SNS_ALLOWED_TOPIC_ARNS
+    assert settings.SNS_TRUSTED_CERT_URL_PREFIXES == ["http://127.0.0.1:1/"]
+    assert settings.GATEWAY_PORT == 8080
+    assert settings.WEBHOOK_MAX_BYTES == 3 * 1024 * 1024
+    assert settings.PUBLISH_TIMEOUT_SECONDS == 3.0
