@@ -491,6 +491,19 @@ class ErrorReported(Event):
         return stable_id(self.service, self.error_type, str(self.meta_code), self.message)
 
 
+class EmailQueued(Event):
+    """The notifier's own command: send the email it recorded under ``key`` (digest mails).
+
+    Sending through the bus gives these mails the same retries and dead-lettering as the rest.
+    """
+
+    TYPE: ClassVar[str] = "notifier.email.queued"
+    type: Literal["notifier.email.queued"] = "notifier.email.queued"
+
+    key: str
+    kind: str
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     InboundMessage,
     MessageStatus,
@@ -509,6 +522,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     HandoffRequestCommand,
     BotMessage,
     ErrorReported,
+    EmailQueued,
 )
 
 EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in ALL_EVENTS}

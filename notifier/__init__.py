@@ -1,0 +1,1 @@
+"""The notifier: email through Amazon SES (error reports, handoff mail), without storms."""
