@@ -1,0 +1,45 @@
+"""Handoff's configuration, from environment variables (see shared.settings)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import field_validator
+
+from shared.phone import InvalidPhone, to_e164
+from shared.settings import DatabaseSettings
+
+
+class Settings(DatabaseSettings):
+    service_name: ClassVar[str] = "handoff"
+
+    # One agent number or a comma-separated list; E.164 after validation.
+    AGENT_WHATSAPP_NUMBER: str
+    COMPANY_PROFILES_FILE: str | None = None
+    HANDOFF_PORT: int = 9102
+    # Nobody claims a queued case within this: tell the customer, email the profile.
+    HANDOFF_QUEUE_TIMEOUT_SECONDS: float = 600.0
+    # An active case with no message either way for this long is closed.
+    HANDOFF_IDLE_TIMEOUT_SECONDS: float = 3600.0
+    # How often each replica looks for due timers and unpublished outbox rows.
+    HANDOFF_TIMER_POLL_SECONDS: float = 1.0
+    # Outbox rows left unpublished this long (a crash after commit) are published by the relay.
+    HANDOFF_OUTBOX_RELAY_AFTER_SECONDS: float = 5.0
+    # "menu": the built-in menu of the company profile; "external": publish bot.message.
+    BOT_MODE: Literal["menu", "external"] = "menu"
+    HANDOFF_CONCURRENCY: int = 16
+
+    @field_validator("AGENT_WHATSAPP_NUMBER")
+    @classmethod
+    def _agents(cls, value: str) -> str:
+        numbers = [part for part in (p.strip() for p in value.split(",")) if part]
+        if not numbers:
+            raise ValueError("needs at least one phone number")
+        try:
+            return ",".join(dict.fromkeys(to_e164(n) for n in numbers))
+        except InvalidPhone as error:
+            raise ValueError(str(error)) from None
+
+    @property
+    def agent_numbers(self) -> list[str]:
+        return self.AGENT_WHATSAPP_NUMBER.split(",")

@@ -1,0 +1,119 @@
+"""Default texts (Spanish, Río de la Plata). A company profile overrides any key in ``texts``.
+
+Logic never writes a customer- or agent-visible sentence itself: it names a key here and
+:func:`say` looks it up in the profile first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.profiles import CompanyProfile
+
+DEFAULTS: dict[str, str] = {
+    # ------------------------------------------------------------------ to the customer
+    "handoff.customer.queued": (
+        "Listo, le avisé a una persona del equipo. En cuanto alguien te tome te escribe por acá."
+    ),
+    "handoff.customer.already_queued": (
+        "Ya le avisamos al equipo, en breve te escribe una persona. Si querés agregar algo, "
+        "escribilo y se lo pasamos."
+    ),
+    "handoff.customer.claimed": "Hola, soy del equipo de {company}. ¿En qué te puedo ayudar?",
+    "handoff.customer.no_agent": (
+        "En este momento no hay nadie disponible para atenderte. Dejamos tu consulta registrada "
+        "y te vamos a contactar."
+    ),
+    "handoff.customer.after_hours": (
+        "Ahora estamos fuera de horario. {next_open_sentence} Dejamos tu consulta registrada."
+    ),
+    "handoff.customer.next_open": "Te vamos a responder a partir del {when}.",
+    "handoff.customer.queue_timeout": (
+        "Perdón la demora: nadie pudo tomar tu consulta todavía. La dejamos registrada y te "
+        "vamos a contactar. Mientras tanto, el asistente sigue acá."
+    ),
+    "handoff.customer.queue_timeout_wait": (
+        "Perdón la demora: seguimos buscando a alguien que te atienda."
+    ),
+    "handoff.customer.closed": (
+        "La conversación con nuestro equipo terminó. ¡Gracias por escribirnos!"
+    ),
+    "handoff.customer.back_to_bot": "Te paso de nuevo con el asistente virtual.",
+    "handoff.customer.idle_closed": (
+        "Cerramos la conversación por falta de actividad. Si necesitás algo más, escribinos."
+    ),
+    "handoff.customer.ended_by_customer": "Listo, cerramos la conversación. ¡Gracias!",
+    # ------------------------------------------------------------------ to the agent
+    "handoff.agent.notification": (
+        "🔔 Caso #{code}: {name} ({phone}) quiere hablar con una persona.\n"
+        "Últimos mensajes:\n{last_messages}\n\n"
+        "Para atenderlo respondé citando este mensaje, o escribí #{code} seguido de tu "
+        "respuesta, o /tomar {code}."
+    ),
+    "handoff.agent.notification_no_messages": "(sin mensajes)",
+    "handoff.agent.claimed": "Tomaste el caso #{code} ({name}, {phone}). {help_line}",
+    "handoff.agent.claimed_help": (
+        "Lo que escribas va al cliente. /fin para cerrarlo, /ayuda para ver los comandos."
+    ),
+    "handoff.agent.claimed_backlog": "Mientras esperaba escribió:\n{lines}",
+    "handoff.agent.taken_by_other": "El caso #{code} ya lo tomó otro agente.",
+    "handoff.agent.taken_by_you": "El caso #{code} ya es tuyo.",
+    "handoff.agent.unknown_case": (
+        "No encuentro el caso #{code}. Mandá /lista para ver los casos abiertos."
+    ),
+    "handoff.agent.case_closed": (
+        "El caso #{code} ya está cerrado; tu mensaje no se envió a nadie."
+    ),
+    "handoff.agent.case_not_yours": (
+        "El caso #{code} lo atiende otro agente; tu mensaje no se envió."
+    ),
+    "handoff.agent.which_case": (
+        "No sé a qué caso va tu mensaje, no lo envié. Citá el mensaje del cliente o empezá con "
+        "#código. Casos abiertos:\n{cases}"
+    ),
+    "handoff.agent.no_cases": "No hay casos abiertos.",
+    "handoff.agent.list": "Casos abiertos:\n{cases}",
+    "handoff.agent.list_line_queued": "#{code} · {name} ({phone}) · esperando",
+    "handoff.agent.list_line_active": "#{code} · {name} ({phone}) · {who}",
+    "handoff.agent.list_you": "con vos",
+    "handoff.agent.list_other": "con otro agente",
+    "handoff.agent.closed": "Cerraste el caso #{code}. El cliente volvió al asistente.",
+    "handoff.agent.closed_by_customer": "El cliente cerró el caso #{code}.",
+    "handoff.agent.idle_closed": "El caso #{code} se cerró por falta de actividad.",
+    "handoff.agent.queue_timeout": "El caso #{code} se venció sin que nadie lo tomara.",
+    "handoff.agent.no_case_to_close": (
+        "No tenés un caso activo para cerrar. Usá /fin <código>, o /lista."
+    ),
+    "handoff.agent.unknown_command": "No conozco el comando {command}. {help}",
+    "handoff.agent.missing_code": "Falta el código del caso: {usage}",
+    "handoff.agent.help": (
+        "Comandos:\n"
+        "/lista: casos abiertos\n"
+        "/tomar <código>: tomar un caso\n"
+        "/fin [código]: cerrar un caso (el cliente vuelve al asistente)\n"
+        "/bot [código]: devolver el cliente al asistente sin despedida\n"
+        "/ayuda: esta ayuda\n"
+        "Para escribirle a un cliente citá su mensaje o empezá con #código."
+    ),
+    "handoff.agent.relay_header": "#{code} · {name}:",
+    "handoff.agent.relay_location": "#{code} · {name} compartió una ubicación:",
+    "handoff.agent.relay_media": "#{code} · {name} mandó un archivo:",
+    "handoff.agent.relay_reaction": "#{code} · {name} reaccionó {emoji}",
+    "handoff.agent.relay_unsupported": (
+        "#{code} · {name} mandó algo que no puedo reenviar ({kind})."
+    ),
+    "handoff.agent.customer_window_closed": (
+        "Pasaron más de 24 h desde que {name} escribió por última vez: le mandamos una "
+        "plantilla para retomar y tu mensaje le llega cuando responda."
+    ),
+    "handoff.agent.delivery_failed": (
+        "No pude entregarle tu mensaje a {name} (caso #{code}): {reason}"
+    ),
+    "handoff.agent.not_relayable": "No puedo reenviar ese tipo de mensaje ({kind}).",
+    "handoff.agent.no_text": "Tu mensaje está vacío; no envié nada.",
+}
+
+
+def say(profile: CompanyProfile, key: str, **values: Any) -> str:
+    """The profile's text for ``key`` (or the default), with placeholders filled in."""
+    return profile.text(key, DEFAULTS[key], **values)

@@ -1,0 +1,105 @@
+"""The issue's runbook end to end: sandbox phones -> gateway -> handoff -> sender -> sandbox.
+
+Real processes (as `make run` starts them), real RabbitMQ and PostgreSQL. The agent's number
+is the sandbox default (AGENT_WHATSAPP_NUMBER); it has never written, so its 24 h window is
+closed and the notification arrives as the approved `handoff_agent_alert` template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.settings import SANDBOX_DEFAULTS
+from tests.helpers import wait_for
+from tests.system.harness import System
+
+pytestmark = pytest.mark.integration
+
+CUSTOMER = "+5491135722871"
+AGENT = SANDBOX_DEFAULTS["AGENT_WHATSAPP_NUMBER"]
+
+
+@pytest.fixture
+async def system(
+    rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
+) -> AsyncIterator[System]:
+    async with System(unique, rabbitmq_url, database_url, tmp_path) as running:
+        yield running
+
+
+def text_of(message: dict[str, Any]) -> str:
+    body = message["body"]
+    if message["type"] == "text":
+        return str(body["text"]["body"])
+    if message["type"] == "interactive":
+        return str(body["interactive"]["body"]["text"])
+    return str(message.get("template") or body)
+
+
+class Phone:
+    def __init__(self, system: System, number: str, name: str) -> None:
+        self.system, self.number, self.name = system, number, name
+
+    async def write(self, text: str, **extra: Any) -> None:
+        answer = await self.system.post_json(
+            f"{self.system.url('sandbox')}/_sandbox/inbound",
+            {"from": self.number, "name": self.name, "text": text, **extra},
+        )
+        assert answer["gateway_status"] == 200
+
+    async def inbox(self) -> list[dict[str, Any]]:
+        url = f"{self.system.url('sandbox')}/_sandbox/phones/{self.number}/messages"
+        messages: list[dict[str, Any]] = (await self.system.get_json(url))["messages"]
+        return messages
+
+    async def receives(self, fragment: str, *, after: int = 0) -> dict[str, Any]:
+        async def find() -> dict[str, Any] | None:
+            return next((m for m in (await self.inbox())[after:] if fragment in text_of(m)), None)
+
+        try:
+            found: dict[str, Any] = await wait_for(find, timeout=30)
+        except AssertionError:
+            got = [text_of(m) for m in await self.inbox()]
+            raise AssertionError(f"{self.number} never got {fragment!r}; got {got}") from None
+        return found
+
+
+async def test_runbook_through_the_sandbox(system: System) -> None:
+    customer = Phone(system, CUSTOMER, "Juan Pérez")
+    agent = Phone(system, AGENT, "Ana")
+
+    await customer.write("quiero hablar con un humano")
+    await customer.receives("le avisé a una persona")
+    alert = await agent.receives("handoff_agent_alert")
+    assert CUSTOMER in text_of(alert) and "Juan Pérez" in text_of(alert)
+
+    # The agent answers by quoting the notification: that claims the case and relays.
+    await agent.write("Hola Juan, soy Ana. ¿En qué te ayudo?", context_id=alert["wamid"])
+    await customer.receives("Hola Juan, soy Ana")
+    await agent.receives("Tomaste el caso")
+
+    # Every service restarts mid-conversation (the sandbox plays Meta and stays up).
+    for name in ("gateway", "sender", "handoff", "notifier"):
+        await system.stop(name)
+    for name in ("notifier", "sender", "handoff", "gateway"):
+        await system.start(name)
+
+    seen = len(await agent.inbox())
+    await customer.write("Mi pedido no llegó")
+    relayed = await agent.receives("Mi pedido no llegó", after=seen)
+    assert "Juan Pérez" in text_of(relayed)
+
+    seen_by_customer = len(await customer.inbox())
+    await agent.write("/fin")
+    await customer.receives("terminó", after=seen_by_customer)
+    menu = await customer.receives("asistente virtual", after=seen_by_customer)
+    assert menu["type"] == "interactive"
+    titles = [b["reply"]["title"] for b in menu["body"]["interactive"]["action"]["buttons"]]
+    assert "Hablar con un humano" in titles
+    metrics = await system.metrics("handoff")  # counted since the restart
+    assert metrics['handoff_ended_total{reason="agent"}'] == 1.0
+    assert metrics['handoff_relays_total{direction="to_agent"}'] == 1.0
