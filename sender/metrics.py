@@ -1,0 +1,88 @@
+"""The sender's metrics, on the app's own registry.
+
+``whatsapp_messages_{sent,delivered,read,failed}_total`` count each message once per status,
+when its log row moves forward: ``sent`` comes from Meta's ``sent`` status webhook (a ``delivered``
+or ``read`` that arrives first also counts the steps it implies), not from the API's acceptance,
+which ``whatsapp_messages_accepted_total`` counts.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+AGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
+
+
+class SenderMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["phone_number_id", "kind"]
+        self.sent = Counter(
+            "whatsapp_messages_sent", "Messages Meta reported sent", labels, registry=registry
+        )
+        self.delivered = Counter(
+            "whatsapp_messages_delivered",
+            "Messages Meta reported delivered",
+            labels,
+            registry=registry,
+        )
+        self.read = Counter(
+            "whatsapp_messages_read", "Messages Meta reported read", labels, registry=registry
+        )
+        self.failed = Counter(
+            "whatsapp_messages_failed",
+            "Messages that ended failed (by Meta's code, or validation/expired)",
+            [*labels, "error_code"],
+            registry=registry,
+        )
+        self.accepted = Counter(
+            "whatsapp_messages_accepted",
+            "Send requests the Graph API accepted",
+            labels,
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "whatsapp_send_duplicates",
+            "Send commands seen again after they were settled (redelivered or re-published)",
+            ["phone_number_id"],
+            registry=registry,
+        )
+        self.send_latency = Histogram(
+            "whatsapp_send_latency_seconds",
+            "Duration of the Graph API send call",
+            ["phone_number_id"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.retries = Counter(
+            "whatsapp_send_retries",
+            "Sends put back for a later try, by reason",
+            ["phone_number_id", "reason"],
+            registry=registry,
+        )
+        self.rate_limit_wait = Histogram(
+            "whatsapp_rate_limit_wait_seconds",
+            "Time a send waited for its slot (limit=number) or was held (limit=pair)",
+            ["phone_number_id", "limit"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.missed_slots = Counter(
+            "whatsapp_pacing_missed_slots",
+            "Send slots given up because the process woke too late to use them (a busy CPU)",
+            ["phone_number_id"],
+            registry=registry,
+        )
+        self.queue_age = Histogram(
+            "whatsapp_send_queue_age_seconds",
+            "Age of a send command when the sender takes it (from its occurred_at)",
+            ["phone_number_id"],
+            buckets=AGE_BUCKETS,
+            registry=registry,
+        )
+        self.circuit = Gauge(
+            "whatsapp_circuit_state",
+            "Token circuit per number: 0 closed, 1 open (holding messages), 2 probing",
+            ["phone_number_id"],
+            registry=registry,
+        )

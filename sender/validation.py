@@ -1,0 +1,498 @@
+"""Pure: a send command to the exact Graph API body, or a clear reason why it cannot be sent.
+
+Nothing here does I/O. :func:`prepare` checks the command against Meta's limits (the table in
+the Cloud API notes) and returns a :class:`Prepared` whose :meth:`Prepared.body` builds the body
+(given the media id of an upload, when the command asked to upload first), or an
+:class:`Invalid` with the reason. A command that fails here never reaches Meta.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.events import (
+    ButtonsContent,
+    ContactsContent,
+    CtaUrlContent,
+    Header,
+    ListContent,
+    LocationContent,
+    MarkReadContent,
+    MediaContent,
+    ReactionContent,
+    SendMessage,
+    TemplateContent,
+    TextContent,
+)
+from shared.phone import InvalidPhone, to_e164
+
+TEXT_BODY_MAX = 4096
+CAPTION_MAX = 1024
+INTERACTIVE_BODY_MAX = 1024
+LIST_BODY_MAX = 4096
+HEADER_FOOTER_MAX = 60
+BUTTONS_MAX = 3
+BUTTON_TITLE_MAX = 20
+BUTTON_ID_MAX = 256
+LIST_BUTTON_MAX = 20
+SECTIONS_MAX = 10
+ROWS_MAX = 10
+ROW_TITLE_MAX = 24
+ROW_DESCRIPTION_MAX = 72
+ROW_ID_MAX = 200
+SECTION_TITLE_MAX = 24
+CTA_DISPLAY_TEXT_MAX = 20
+OPAQUE_DATA_MAX = 512
+TEMPLATE_NAME_MAX = 512
+FILENAME_MAX = 240
+
+CAPTIONED = ("image", "video", "document")
+TEMPLATE_COMPONENTS = ("header", "body", "button", "footer", "carousel", "limited_time_offer")
+TEMPLATE_PARAMETERS = (
+    "text",
+    "currency",
+    "date_time",
+    "image",
+    "video",
+    "document",
+    "location",
+    "payload",
+    "coupon_code",
+    "action",
+    "order_status",
+    "expiration_time_ms",
+    "limited_time_offer",
+    "product",
+    "tap_target_configuration",
+)
+BUTTON_SUB_TYPES = ("quick_reply", "url", "copy_code", "flow", "catalog", "mpm", "voice_call")
+
+
+class InvalidCommand(ValueError):
+    """A rule the command breaks; the message is the reason given in ``MessageFailed``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """Media to upload before sending: from a URL, or decoded bytes."""
+
+    media_type: str
+    url: str | None
+    data: bytes | None
+    mime_type: str | None
+    filename: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A valid command: the recipient in E.164 and what is needed to build the body."""
+
+    command: SendMessage
+    to: str  # +E164
+    kind: str
+    upload: Upload | None
+
+    @property
+    def is_message(self) -> bool:
+        """False for mark-as-read (no wamid, no recipient-facing message, no pair limit)."""
+        return self.kind != "mark_read"
+
+    def body(
+        self, media_id: str | None = None, *, template: TemplateContent | None = None
+    ) -> dict[str, Any]:
+        """The Graph body; ``template`` replaces the content (a fallback template)."""
+        return build_body(self.command, self.to, media_id=media_id, template=template)
+
+
+def normalise_recipient(raw: str) -> str:
+    """E.164, bare digits or ``whatsapp:+...`` to ``+E164`` (raises :class:`InvalidCommand`)."""
+    try:
+        return to_e164(raw)
+    except InvalidPhone:
+        raise InvalidCommand(f"'to' is not a phone number: {raw!r}") from None
+
+
+def prepare(command: SendMessage, *, now: datetime | None = None) -> Prepared | Invalid:
+    """Check every rule; the first one broken is the reason."""
+    try:
+        to = normalise_recipient(command.to) if command.content.kind != "mark_read" else ""
+        if command.content.kind == "mark_read" and command.to:
+            # A read receipt names no recipient, but a given one must still be a number.
+            to = normalise_recipient(command.to)
+        if now is not None and command.valid_until is not None and command.valid_until <= now:
+            raise InvalidCommand("the command's validity period had already ended")
+        if command.biz_opaque_callback_data is not None:
+            _limit(command.biz_opaque_callback_data, "biz_opaque_callback_data", OPAQUE_DATA_MAX)
+        if command.reply_to is not None:
+            if command.content.kind in ("mark_read", "reaction"):
+                raise InvalidCommand(f"reply_to cannot be used with {command.content.kind}")
+            _required(command.reply_to, "reply_to")
+        upload = _check_content(command)
+        if command.fallback_template is not None:
+            _check_template(command.fallback_template, "fallback_template")
+    except InvalidCommand as error:
+        return Invalid(str(error))
+    return Prepared(command=command, to=to, kind=command.content.kind, upload=upload)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _required(value: str | None, field: str) -> str:
+    if value is None or not value.strip():
+        raise InvalidCommand(f"{field} is required")
+    return value
+
+
+def _limit(value: str, field: str, max_len: int, *, required: bool = False) -> None:
+    if required:
+        _required(value, field)
+    if len(value) > max_len:
+        raise InvalidCommand(f"{field} is {len(value)} characters long; the limit is {max_len}")
+
+
+def _http_url(value: str, field: str) -> None:
+    _required(value, field)
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidCommand(f"{field} must be an http(s) URL, got {value!r}")
+
+
+def _check_content(command: SendMessage) -> Upload | None:
+    content = command.content
+    if isinstance(content, TextContent):
+        _limit(content.body, "text body", TEXT_BODY_MAX, required=True)
+    elif isinstance(content, MediaContent):
+        return _check_media(content, content.kind)
+    elif isinstance(content, TemplateContent):
+        _check_template(content, "template")
+    elif isinstance(content, ButtonsContent):
+        _check_buttons(content)
+        if content.header is not None:
+            return _check_header(content.header)
+    elif isinstance(content, ListContent):
+        _check_list(content)
+    elif isinstance(content, CtaUrlContent):
+        _limit(content.body, "body", INTERACTIVE_BODY_MAX, required=True)
+        _limit(content.display_text, "display_text", CTA_DISPLAY_TEXT_MAX, required=True)
+        _http_url(content.url, "url")
+        if content.footer is not None:
+            _limit(content.footer, "footer", HEADER_FOOTER_MAX)
+        if content.header is not None:
+            return _check_header(content.header)
+    elif isinstance(content, LocationContent):
+        if not -90 <= content.latitude <= 90:
+            raise InvalidCommand(f"latitude must be between -90 and 90, got {content.latitude}")
+        if not -180 <= content.longitude <= 180:
+            raise InvalidCommand(f"longitude must be between -180 and 180, got {content.longitude}")
+    elif isinstance(content, ContactsContent):
+        _check_contacts(content)
+    elif isinstance(content, ReactionContent):
+        _required(content.message_id, "reaction message_id")
+        if len(content.emoji) > 10:
+            raise InvalidCommand("reaction emoji must be one emoji (or empty to remove it)")
+    elif isinstance(content, MarkReadContent):
+        _required(content.message_id, "mark_read message_id")
+    return None
+
+
+def _check_media(media: MediaContent, kind: str, *, field: str = "") -> Upload | None:
+    where = f"{field}{kind}"
+    sources = [
+        name
+        for name in ("media_id", "link", "upload_url", "upload_base64")
+        if getattr(media, name) not in (None, "")
+    ]
+    if len(sources) != 1:
+        raise InvalidCommand(
+            f"{where} needs exactly one of media_id, link, upload_url, upload_base64"
+            f" (got {', '.join(sources) or 'none'})"
+        )
+    if media.caption is not None:
+        if kind not in CAPTIONED:
+            raise InvalidCommand(f"{where} cannot have a caption (only image, video, document)")
+        _limit(media.caption, f"{where} caption", CAPTION_MAX)
+    if media.filename is not None:
+        if kind != "document":
+            raise InvalidCommand(f"{where} cannot have a filename (only document)")
+        _limit(media.filename, f"{where} filename", FILENAME_MAX)
+    if media.link is not None:
+        _http_url(media.link, f"{where} link")
+    if media.upload_url is not None:
+        _http_url(media.upload_url, f"{where} upload_url")
+        return Upload(kind, media.upload_url, None, media.mime_type, media.filename)
+    if media.upload_base64 is not None:
+        if not media.mime_type:
+            raise InvalidCommand(f"{where} upload_base64 needs mime_type")
+        try:
+            data = base64.b64decode(media.upload_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidCommand(f"{where} upload_base64 is not valid base64") from None
+        if not data:
+            raise InvalidCommand(f"{where} upload_base64 is empty")
+        return Upload(kind, None, data, media.mime_type, media.filename)
+    return None
+
+
+def _check_header(header: Header) -> Upload | None:
+    if header.type == "text":
+        _limit(header.text or "", "header text", HEADER_FOOTER_MAX, required=True)
+        return None
+    if header.media is None:
+        raise InvalidCommand(f"a {header.type} header needs media")
+    if header.media.kind != header.type:
+        raise InvalidCommand(f"a {header.type} header cannot carry {header.media.kind} media")
+    return _check_media(header.media, header.type, field="header ")
+
+
+def _check_buttons(content: ButtonsContent) -> None:
+    _limit(content.body, "body", INTERACTIVE_BODY_MAX, required=True)
+    if content.footer is not None:
+        _limit(content.footer, "footer", HEADER_FOOTER_MAX)
+    if not 1 <= len(content.buttons) <= BUTTONS_MAX:
+        raise InvalidCommand(
+            f"reply buttons: 1 to {BUTTONS_MAX} buttons, got {len(content.buttons)}"
+        )
+    ids: set[str] = set()
+    titles: set[str] = set()
+    for number, button in enumerate(content.buttons, 1):
+        _limit(button.title, f"button {number} title", BUTTON_TITLE_MAX, required=True)
+        _limit(button.id, f"button {number} id", BUTTON_ID_MAX, required=True)
+        if button.id in ids:
+            raise InvalidCommand(f"button ids must be unique: {button.id!r} repeats")
+        title = button.title.strip().casefold()
+        if title in titles:
+            raise InvalidCommand(f"button titles must be unique: {button.title!r} repeats")
+        ids.add(button.id)
+        titles.add(title)
+
+
+def _check_list(content: ListContent) -> None:
+    _limit(content.body, "body", LIST_BODY_MAX, required=True)
+    _limit(content.button, "list button", LIST_BUTTON_MAX, required=True)
+    if content.header is not None:
+        _limit(content.header, "header", HEADER_FOOTER_MAX)
+    if content.footer is not None:
+        _limit(content.footer, "footer", HEADER_FOOTER_MAX)
+    if not 1 <= len(content.sections) <= SECTIONS_MAX:
+        raise InvalidCommand(f"list: 1 to {SECTIONS_MAX} sections, got {len(content.sections)}")
+    total = sum(len(section.rows) for section in content.sections)
+    if not 1 <= total <= ROWS_MAX:
+        raise InvalidCommand(f"list: 1 to {ROWS_MAX} rows in total, got {total}")
+    ids: set[str] = set()
+    for s, section in enumerate(content.sections, 1):
+        if not section.rows:
+            raise InvalidCommand(f"list section {s} has no rows")
+        if section.title is not None:
+            _limit(section.title, f"section {s} title", SECTION_TITLE_MAX)
+        if len(content.sections) > 1 and not (section.title or "").strip():
+            raise InvalidCommand(f"section {s} needs a title when there is more than one section")
+        for r, row in enumerate(section.rows, 1):
+            where = f"section {s} row {r}"
+            _limit(row.id, f"{where} id", ROW_ID_MAX, required=True)
+            _limit(row.title, f"{where} title", ROW_TITLE_MAX, required=True)
+            if row.description is not None:
+                _limit(row.description, f"{where} description", ROW_DESCRIPTION_MAX)
+            if row.id in ids:
+                raise InvalidCommand(f"list row ids must be unique: {row.id!r} repeats")
+            ids.add(row.id)
+
+
+def _check_contacts(content: ContactsContent) -> None:
+    if not content.contacts:
+        raise InvalidCommand("contacts: at least one contact is required")
+    for number, contact in enumerate(content.contacts, 1):
+        name = contact.get("name")
+        if not isinstance(name, dict) or not str(name.get("formatted_name") or "").strip():
+            raise InvalidCommand(f"contact {number} needs name.formatted_name")
+
+
+def _check_template(template: TemplateContent, field: str) -> None:
+    _limit(template.name, f"{field} name", TEMPLATE_NAME_MAX, required=True)
+    _required(template.language, f"{field} language")
+    for number, component in enumerate(template.components, 1):
+        where = f"{field} component {number}"
+        kind = component.get("type")
+        if kind not in TEMPLATE_COMPONENTS:
+            raise InvalidCommand(
+                f"{where} type must be one of {', '.join(TEMPLATE_COMPONENTS)}, got {kind!r}"
+            )
+        if kind == "button":
+            if component.get("sub_type") not in BUTTON_SUB_TYPES:
+                raise InvalidCommand(
+                    f"{where} (button) needs sub_type, one of {', '.join(BUTTON_SUB_TYPES)}"
+                )
+            index = component.get("index")
+            if (
+                isinstance(index, bool)
+                or not isinstance(index, int | str)
+                or not str(index).isdigit()
+            ):
+                raise InvalidCommand(f"{where} (button) needs a numeric index")
+        parameters = component.get("parameters", [])
+        if not isinstance(parameters, list):
+            raise InvalidCommand(f"{where} parameters must be a list")
+        for p, parameter in enumerate(parameters, 1):
+            pwhere = f"{where} parameter {p}"
+            if not isinstance(parameter, dict):
+                raise InvalidCommand(f"{pwhere} must be an object")
+            ptype = parameter.get("type")
+            if ptype not in TEMPLATE_PARAMETERS:
+                raise InvalidCommand(f"{pwhere} has an unknown type {ptype!r}")
+            if ptype not in ("action", "limited_time_offer", "tap_target_configuration") and (
+                ptype not in parameter
+            ):
+                raise InvalidCommand(f"{pwhere} of type {ptype} needs a {ptype!r} value")
+            if ptype == "text":
+                value = parameter["text"]
+                if not isinstance(value, str) or not value.strip():
+                    raise InvalidCommand(f"{pwhere} text is empty")
+                if kind == "header":
+                    _limit(value, f"{pwhere} text", HEADER_FOOTER_MAX)
+            if ptype in ("image", "video", "document"):
+                media = parameter[ptype]
+                if not isinstance(media, dict) or not (media.get("id") or media.get("link")):
+                    raise InvalidCommand(f"{pwhere} {ptype} needs an id or a link")
+                if media.get("link"):
+                    _http_url(str(media["link"]), f"{pwhere} {ptype} link")
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def build_body(
+    command: SendMessage,
+    to: str,
+    *,
+    media_id: str | None = None,
+    template: TemplateContent | None = None,
+) -> dict[str, Any]:
+    """The exact Graph body. ``media_id``: the id of the upload made for this command."""
+    content = template if template is not None else command.content
+    if isinstance(content, MarkReadContent):
+        receipt: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": content.message_id,
+        }
+        if content.typing:
+            receipt["typing_indicator"] = {"type": "text"}
+        return receipt
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+    }
+    if command.reply_to and template is None:
+        body["context"] = {"message_id": command.reply_to}
+    if command.biz_opaque_callback_data is not None:
+        body["biz_opaque_callback_data"] = command.biz_opaque_callback_data
+    if isinstance(content, TextContent):
+        body["type"] = "text"
+        body["text"] = {"body": content.body, "preview_url": content.preview_url}
+    elif isinstance(content, MediaContent):
+        body["type"] = content.kind
+        body[content.kind] = _media_object(content, content.kind, media_id)
+    elif isinstance(content, TemplateContent):
+        body["type"] = "template"
+        tpl: dict[str, Any] = {"name": content.name, "language": {"code": content.language}}
+        if content.components:
+            tpl["components"] = content.components
+        body["template"] = tpl
+    elif isinstance(content, ButtonsContent):
+        body["type"] = "interactive"
+        interactive: dict[str, Any] = {"type": "button"}
+        if content.header is not None:
+            interactive["header"] = _header_object(content.header, media_id)
+        interactive["body"] = {"text": content.body}
+        if content.footer is not None:
+            interactive["footer"] = {"text": content.footer}
+        interactive["action"] = {
+            "buttons": [
+                {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons
+            ]
+        }
+        body["interactive"] = interactive
+    elif isinstance(content, ListContent):
+        body["type"] = "interactive"
+        listing: dict[str, Any] = {"type": "list"}
+        if content.header is not None:
+            listing["header"] = {"type": "text", "text": content.header}
+        listing["body"] = {"text": content.body}
+        if content.footer is not None:
+            listing["footer"] = {"text": content.footer}
+        sections = []
+        for section in content.sections:
+            rows = []
+            for row in section.rows:
+                item = {"id": row.id, "title": row.title}
+                if row.description is not None:
+                    item["description"] = row.description
+                rows.append(item)
+            entry: dict[str, Any] = {"rows": rows}
+            if section.title is not None:
+                entry["title"] = section.title
+            sections.append(entry)
+        listing["action"] = {"button": content.button, "sections": sections}
+        body["interactive"] = listing
+    elif isinstance(content, CtaUrlContent):
+        body["type"] = "interactive"
+        cta: dict[str, Any] = {"type": "cta_url"}
+        if content.header is not None:
+            cta["header"] = _header_object(content.header, media_id)
+        cta["body"] = {"text": content.body}
+        if content.footer is not None:
+            cta["footer"] = {"text": content.footer}
+        cta["action"] = {
+            "name": "cta_url",
+            "parameters": {"display_text": content.display_text, "url": content.url},
+        }
+        body["interactive"] = cta
+    elif isinstance(content, LocationContent):
+        body["type"] = "location"
+        location: dict[str, Any] = {"latitude": content.latitude, "longitude": content.longitude}
+        if content.name is not None:
+            location["name"] = content.name
+        if content.address is not None:
+            location["address"] = content.address
+        body["location"] = location
+    elif isinstance(content, ContactsContent):
+        body["type"] = "contacts"
+        body["contacts"] = content.contacts
+    elif isinstance(content, ReactionContent):
+        body["type"] = "reaction"
+        body["reaction"] = {"message_id": content.message_id, "emoji": content.emoji}
+    return body
+
+
+def _media_object(media: MediaContent, kind: str, media_id: str | None) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    if media.media_id:
+        item["id"] = media.media_id
+    elif media.link:
+        item["link"] = media.link
+    else:
+        if media_id is None:
+            raise InvalidCommand(f"{kind} must be uploaded before the body is built")
+        item["id"] = media_id
+    if media.caption is not None and kind in CAPTIONED:
+        item["caption"] = media.caption
+    if media.filename is not None and kind == "document":
+        item["filename"] = media.filename
+    return item
+
+
+def _header_object(header: Header, media_id: str | None) -> dict[str, Any]:
+    if header.type == "text" or header.media is None:
+        return {"type": "text", "text": header.text or ""}
+    return {"type": header.type, header.type: _media_object(header.media, header.type, media_id)}
