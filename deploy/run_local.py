@@ -51,6 +51,7 @@ def sandbox_environment() -> dict[str, str]:
     env.setdefault(
         "SANDBOX_WEBHOOK_URL", f"http://127.0.0.1:{env['GATEWAY_PORT']}/webhook/whatsapp"
     )
+    env.setdefault("COMPANY_PROFILES_FILE", "deploy/profiles.example.yaml")
     env.setdefault("AWS_REGION", "us-east-1")
     env.setdefault("AWS_ACCESS_KEY_ID", "testing")
     env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

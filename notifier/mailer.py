@@ -130,7 +130,7 @@ class SesMailer:
         secret = settings.AWS_SECRET_ACCESS_KEY
         return cls(
             region=settings.AWS_REGION,
-            endpoint_url=settings.SES_ENDPOINT_URL,
+            endpoint_url=settings.SES_ENDPOINT_URL or None,  # "" (compose) means AWS itself
             access_key_id=settings.AWS_ACCESS_KEY_ID,
             secret_access_key=secret.get_secret_value() if secret else None,
             configuration_set=settings.SES_CONFIGURATION_SET,
