@@ -17,6 +17,7 @@ import pytest
 
 from shared.bus import Bus
 from shared.db import drop_schema
+from tests.snsfake import FakeSns, serve_fake_sns
 
 LOCAL_RABBITMQ = "amqp://guest:guest@127.0.0.1:5672/"
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -80,3 +81,10 @@ async def db_schema(database_url: str, unique: str) -> AsyncIterator[str]:
     schema = f"t_{unique}"
     yield schema
     await drop_schema(database_url, schema)
+
+
+@pytest.fixture
+async def fake_sns() -> AsyncIterator[FakeSns]:
+    """Amazon SNS's stand-in: a certificate served on 127.0.0.1 and messages signed with it."""
+    async for sns in serve_fake_sns():
+        yield sns

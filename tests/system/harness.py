@@ -162,7 +162,7 @@ class System:
         assert self.session is not None
         async with self.session.get(url) as response:
             response.raise_for_status()
-            return await response.json()
+            return await response.json(content_type=None)  # moto says application/javascript
 
     async def post_json(self, url: str, body: Any) -> Any:
         assert self.session is not None
