@@ -20,7 +20,7 @@ from shared.bus import Bus
 from shared.db import Pool
 from shared.events import stable_id
 from shared.logs import fields
-from shared.outbox import add_to_outbox, publish_pending
+from shared.outbox import add_to_outbox, publish_pending, publish_stale
 
 log = logging.getLogger("mensajero.handoff.timers")
 
@@ -67,27 +67,6 @@ async def fire_due(pool: Pool, bus: Bus, core: Handoff, metrics: HandoffMetrics 
             await publish_pending(conn, bus, source_id=source_id)
 
 
-async def relay_outbox(pool: Pool, bus: Bus, older_than: float) -> int:
-    """Publish outbox rows a crash left behind (older than ``older_than`` seconds)."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT id, event_id, event_type, body, correlation_id FROM outbox"
-            " WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)"
-            " ORDER BY id LIMIT 200 FOR UPDATE SKIP LOCKED",
-            older_than,
-        )
-        for row in rows:
-            await bus.publish_raw(
-                routing_key=row["event_type"],
-                body=bytes(row["body"]),
-                event_type=row["event_type"],
-                event_id=row["event_id"],
-                correlation_id=row["correlation_id"],
-            )
-            await conn.execute("UPDATE outbox SET published_at = now() WHERE id = $1", row["id"])
-    return len(rows)
-
-
 async def refresh_gauges(pool: Pool, metrics: HandoffMetrics) -> None:
     async with pool.acquire() as conn:
         metrics.set_counts(await PgRepository(conn).counts())
@@ -107,7 +86,7 @@ async def background(
         while True:
             try:
                 await fire_due(pool, bus, core, metrics)
-                await relay_outbox(pool, bus, outbox_after)
+                await publish_stale(pool, bus, outbox_after)
                 await refresh_gauges(pool, metrics)
             except asyncio.CancelledError:
                 raise

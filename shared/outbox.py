@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from asyncpg import Record
+
 from shared.bus import Bus
 from shared.db import Connection, Pool
 from shared.events import Event
@@ -63,6 +65,28 @@ async def publish_pending(
             " WHERE source_id = $1 AND published_at IS NULL ORDER BY id",
             source_id,
         )
+    await _publish_rows(conn, bus, rows)
+    return len(rows)
+
+
+async def publish_stale(pool: Pool, bus: Bus, older_than: float, *, limit: int = 200) -> int:
+    """Publish outbox rows a crash left behind (unpublished for ``older_than`` seconds).
+
+    Rows are locked while they are published, so replicas relaying at once share the work.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, event_id, event_type, body, correlation_id FROM outbox"
+            " WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1)"
+            " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            older_than,
+            limit,
+        )
+        await _publish_rows(conn, bus, rows)
+    return len(rows)
+
+
+async def _publish_rows(conn: Connection, bus: Bus, rows: Sequence[Record]) -> None:
     for row in rows:
         await bus.publish_raw(
             routing_key=row["event_type"],
@@ -72,4 +96,3 @@ async def publish_pending(
             correlation_id=row["correlation_id"],
         )
         await conn.execute("UPDATE outbox SET published_at = now() WHERE id = $1", row["id"])
-    return len(rows)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from handoff.timers import relay_outbox
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.db import create_pool, load_migrations, migrate
 from shared.events import Event, HandoffRequested, Identity
-from shared.outbox import add_to_outbox
+from shared.outbox import add_to_outbox, publish_stale
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -35,10 +34,10 @@ async def test_relay_publishes_rows_left_behind(
         async with pool.acquire() as conn:
             await add_to_outbox(conn, "crashed-source", [event])
             # Fresh rows are left to the handler that wrote them.
-            assert await relay_outbox(pool, bus, older_than=60) == 0
+            assert await publish_stale(pool, bus, older_than=60) == 0
             await conn.execute("UPDATE outbox SET created_at = now() - interval '1 minute'")
-        assert await relay_outbox(pool, bus, older_than=5) == 1
-        assert await relay_outbox(pool, bus, older_than=5) == 0
+        assert await publish_stale(pool, bus, older_than=5) == 1
+        assert await publish_stale(pool, bus, older_than=5) == 0
     finally:
         await pool.close()
     await wait_for(lambda: got, message="the relayed event")
