@@ -106,6 +106,21 @@ async def ses_webhook(request: web.Request) -> web.Response:
     return _response(answer)
 
 
+@web.middleware
+async def never_500(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A bug or a failure nobody foresaw answers 503, never 500: Meta (and SNS) retry a 503,
+    and the webhook is not lost while the cause is fixed."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected failure handling %s %s", request.method, request.path)
+        return web.Response(status=503, text="temporary failure, retry later", content_type=TEXT)
+
+
 def _http_fetch(session: aiohttp.ClientSession) -> Callable[[str], Awaitable[bytes]]:
     async def fetch(url: str) -> bytes:
         try:
@@ -152,7 +167,9 @@ def _gateway_context(
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=max(settings.WEBHOOK_MAX_BYTES, SNS_MAX_BYTES))
+    app = web.Application(
+        client_max_size=max(settings.WEBHOOK_MAX_BYTES, SNS_MAX_BYTES), middlewares=[never_500]
+    )
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     checks: dict[str, ReadinessCheck] = {}

@@ -24,23 +24,23 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import (
-    AMQPConnectionError,
+    AMQPError,
     ChannelInvalidStateError,
-    ConnectionClosed,
     DeliveryError,
     PublishError,
 )
+from aiormq import spec
 from pydantic import ValidationError
 
 from shared.events import Event, UnknownEventType, parse_event
@@ -50,6 +50,7 @@ log = logging.getLogger("mensajero.bus")
 ATTEMPT_HEADER = "x-mensajero-attempt"
 ERROR_HEADER = "x-mensajero-error"
 DEFAULT_RETRY_TIERS_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
+PERSISTENT = 2  # AMQP delivery mode
 
 
 class BusError(Exception):
@@ -73,14 +74,11 @@ class Reject(Exception):
 
 
 def _is_transient(error: BaseException) -> bool:
+    # Any AMQP error but a return or a nack (handled before) is the connection or the channel
+    # going away, or being restored: worth another try within the publish deadline.
     return isinstance(
         error,
-        AMQPConnectionError
-        | ChannelInvalidStateError
-        | ConnectionClosed
-        | ConnectionError
-        | asyncio.TimeoutError
-        | RuntimeError,
+        AMQPError | ConnectionError | asyncio.TimeoutError | RuntimeError,
     )
 
 
@@ -127,8 +125,6 @@ class Bus:
         self.publish_timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
-        self._default_exchange: AbstractExchange | None = None
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
 
@@ -144,10 +140,9 @@ class Bus:
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
-        self._exchange = await self._channel.declare_exchange(
+        await self._channel.declare_exchange(
             self.names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        self._default_exchange = self._channel.default_exchange
         await self._channel.declare_exchange(
             self.names.dlx, aio_pika.ExchangeType.DIRECT, durable=True
         )
@@ -282,23 +277,34 @@ class Bus:
         timeout: float | None = None,
     ) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
-        message = aio_pika.Message(
-            body,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        properties = spec.Basic.Properties(
+            delivery_mode=PERSISTENT,
             content_type="application/json",
             message_id=event_id,
-            type=event_type,
+            message_type=event_type,
             correlation_id=correlation_id,
             headers=headers or {},
         )
+        exchange_name = "" if exchange == "" else self.names.exchange
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BusUnavailable(f"publish of {event_type} not confirmed before the deadline")
             try:
-                target = self._target_exchange(exchange)
-                await target.publish(
-                    message, routing_key=routing_key, mandatory=True, timeout=remaining
+                channel = await self._publishing_channel()
+                # aiormq directly, not aio-pika's Exchange.publish: that one holds the channel's
+                # lock until the writer task has put the frame on the socket, one publish per
+                # event-loop turn, so a 1,000-event webhook took 1,000 turns and concurrent
+                # webhooks queued behind each other. wait=False lets publishes queue at once;
+                # the broker's confirm is still awaited.
+                await channel.basic_publish(
+                    body,
+                    exchange=exchange_name,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=True,
+                    timeout=remaining,
+                    wait=False,
                 )
                 return
             except PublishError as error:
@@ -311,11 +317,11 @@ class Bus:
                 log.warning("publish interrupted, retrying: %s", error or type(error).__name__)
                 await self._wait_reconnected(deadline)
 
-    def _target_exchange(self, name: str | None) -> AbstractExchange:
-        exchange = self._default_exchange if name == "" else self._exchange
-        if exchange is None or self._channel is None or self._channel.is_closed:
+    async def _publishing_channel(self) -> aiormq.Channel:
+        if self._channel is None or self._channel.is_closed:
             raise ChannelInvalidStateError("publishing channel is not open")
-        return exchange
+        # aio-pika's channels wrap aiormq's Channel; its abstract type lacks ``wait``.
+        return cast(aiormq.Channel, await self._channel.get_underlay_channel())
 
     async def _wait_reconnected(self, deadline: float) -> None:
         # The robust connection restores its channels in the background; give it a moment.

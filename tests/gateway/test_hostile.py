@@ -313,3 +313,21 @@ async def test_wrong_types_in_every_field_never_500(
     assert statuses == {200: len(paths) * len(WRONG)}
     async with http.get(gateway + "/healthz") as response:
         assert response.status == 200
+
+
+async def test_an_unforeseen_failure_answers_503_not_500() -> None:
+    """Whatever breaks inside a handler, Meta gets a 503 (it retries), never a 500."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.app import never_500
+
+    async def broken(request: web.Request) -> web.Response:
+        raise KeyError("a bug")
+
+    app = web.Application(middlewares=[never_500])
+    app.router.add_post("/webhook/whatsapp", broken)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/webhook/whatsapp", data=b"{}")
+        assert response.status == 503
+        assert "retry later" in await response.text()
