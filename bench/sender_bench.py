@@ -7,10 +7,14 @@ Starts `python -m sandbox` (rate 1,000/s enforced, window off, status webhooks d
    from publish to the sandbox accepting the Graph API call (each text carries its publish
    time; the sandbox records when it accepted it). The first 200 warm up and are not counted.
 2. Backlog: stop the sender, publish N text commands, start it again and measure how fast the
-   backlog drains (the sandbox's accept times), how many 130429 answers it met, the sender's
-   CPU time per message and its peak memory (VmHWM).
+   backlog drains (the sandbox's accept times), how many 130429 answers it met (the sender's
+   retries and the sandbox's own count), the busiest sliding 1-second window and the least
+   headroom left in the number's limit (the sandbox's accept times replayed through a token
+   bucket of RATE tokens refilled at RATE/s: the definition of the rate, see sender/pacing.py),
+   the sender's CPU time per message and its peak memory (VmHWM), and how busy the machine was
+   (its CPUs are shared with RabbitMQ, PostgreSQL, the sandbox and whatever else runs).
 
-    python -m bench.sender_bench [--messages 20000] [--latency-messages 1000]
+    python -m bench.sender_bench [--messages 20000] [--latency-messages 1000] [--rate 1000]
 """
 
 from __future__ import annotations
@@ -58,6 +62,36 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (all CPUs, from /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values[:8]) - idle) / ticks, sum(values[:8]) / ticks
+
+
+def busiest_window(times: list[float], seconds: float = 1.0) -> int:
+    """The most sends in any window [t, t + seconds) of the sorted ``times``."""
+    best, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= seconds:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def bucket_headroom(times: list[float], rate: float, capacity: float) -> float:
+    """Replay sorted ``times`` through a full token bucket; the fewest tokens left after a send
+    (negative: that send would have been refused)."""
+    tokens, stamp, least = capacity, times[0] if times else 0.0, capacity
+    for t in times:
+        tokens = min(capacity, tokens + (t - stamp) * rate)
+        stamp = t
+        tokens -= 1
+        least = min(least, tokens)
+    return least
+
+
 def _peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -78,7 +112,8 @@ async def _wait_http(session: aiohttp.ClientSession, url: str, timeout: float) -
 
 
 class Bench:
-    def __init__(self, messages: int, latency_messages: int) -> None:
+    def __init__(self, messages: int, latency_messages: int, rate: float = RATE) -> None:
+        self.rate = rate
         self.messages = messages
         self.latency_messages = latency_messages
         self.token = uuid.uuid4().hex[:8]
@@ -110,7 +145,7 @@ class Bench:
                 "SANDBOX_PORT": str(self.sandbox_port),
                 "META_WA_ACCESS_TOKEN": TOKEN,
                 "META_WA_PHONE_NUMBER_ID": NUMBER,
-                "SANDBOX_RATE_PER_SECOND": str(RATE),
+                "SANDBOX_RATE_PER_SECOND": str(self.rate),
                 "SANDBOX_ENFORCE_WINDOW": "false",
                 "SANDBOX_WEBHOOK_URL": "http://127.0.0.1:9/none",
                 "SANDBOX_LOG_LEVEL": "WARNING",
@@ -129,7 +164,7 @@ class Bench:
                 "META_WA_ACCESS_TOKEN": TOKEN,
                 "META_WA_PHONE_NUMBER_ID": NUMBER,
                 "META_GRAPH_URL": self.sandbox_url,
-                "SENDER_RATE_PER_SECOND": str(RATE),
+                "SENDER_RATE_PER_SECOND": str(self.rate),
                 "SENDER_PORT": str(self.sender_port),
                 "HTTP_HOST": "127.0.0.1",
                 "LOG_LEVEL": "WARNING",
@@ -149,6 +184,12 @@ class Bench:
     async def sandbox_records(self, session: aiohttp.ClientSession) -> list[dict[str, Any]]:
         async with session.get(f"{self.sandbox_url}/_sandbox/messages") as response:
             return list((await response.json())["messages"])
+
+    async def sandbox_throttled(self, session: aiohttp.ClientSession) -> int:
+        async with session.get(
+            f"{self.sandbox_url}/_sandbox/messages", params={"after": "1000000000"}
+        ) as response:
+            return int((await response.json())["throttled"])
 
     async def sandbox_count(self, session: aiohttp.ClientSession, after: int) -> int:
         async with session.get(
@@ -259,27 +300,35 @@ class Bench:
         sender = self.start_sender()
         await _wait_http(session, f"{self.sender_url}/readyz", 60)
         cpu_start = _cpu_seconds(sender.pid)
-        deadline = time.monotonic() + max(120.0, self.messages / RATE * 4)
+        sandbox_pid = self.processes[0].pid
+        sandbox_cpu_start = _cpu_seconds(sandbox_pid)
+        machine_start = _machine_cpu()
+        wall_start = time.monotonic()
+        deadline = time.monotonic() + max(120.0, self.messages / self.rate * 4)
         seen = base - 1
         while seen < base + self.messages - 1:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"backlog not drained: {seen - base + 1} of {self.messages}")
             await asyncio.sleep(0.25)
             seen = await self.sandbox_count(session, seen) - 1
+        wall = time.monotonic() - wall_start
         cpu = _cpu_seconds(sender.pid) - cpu_start
+        sandbox_cpu = _cpu_seconds(sandbox_pid) - sandbox_cpu_start
+        machine_end = _machine_cpu()
+        busy, total = (e - s for e, s in zip(machine_end, machine_start, strict=True))
         peak = _peak_rss_mb(sender.pid)
         throttled = await self.metric(
             session, 'whatsapp_send_retries_total{phone_number_id="' + NUMBER + '",reason="130429"}'
         )
+        sandbox_throttled = await self.sandbox_throttled(session)
         missed = await self.metric(session, "whatsapp_pacing_missed_slots_total")
         times = sorted(r["time"] for r in (await self.sandbox_records(session))[base:])
         span = times[-1] - times[0]
-        # Steady state: the busiest and quietest whole seconds after the first.
+        # Whole seconds after the first (a fresh process opening its connections).
         per_second: dict[int, int] = {}
         for t in times:
             per_second[int(t - times[0])] = per_second.get(int(t - times[0]), 0) + 1
         full = [n for s, n in per_second.items() if 0 < s < int(span)]
-        # Past the first second (a fresh process opening its connections).
         steady = [t for t in times if t >= times[0] + 1.0]
         steady_rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
         await self.stop(sender)
@@ -288,25 +337,35 @@ class Bench:
             "drain_rate_per_s": (len(times) - 1) / span if span > 0 else 0.0,
             "drain_rate_after_first_second_per_s": steady_rate,
             "drain_seconds": span,
-            "busiest_second": float(max(full)) if full else 0.0,
-            "quietest_second": float(min(full)) if full else 0.0,
+            "busiest_1s_window": float(busiest_window(times)),
+            "busiest_whole_second": float(max(full)) if full else 0.0,
+            "quietest_whole_second": float(min(full)) if full else 0.0,
+            "limit_bucket_least_tokens_left": bucket_headroom(times, self.rate, self.rate),
             "answers_130429": throttled,
+            "sandbox_throttled_130429": float(sandbox_throttled),
             "pacing_slots_missed": missed,
             "sender_cpu_ms_per_message": cpu / len(times) * 1000,
+            "sender_cpu_cores": cpu / wall,
+            "sandbox_cpu_cores": sandbox_cpu / wall,
+            "machine_cpu_busy_cores": busy / total * (os.cpu_count() or 1),
+            "machine_cpus": float(os.cpu_count() or 1),
             "sender_peak_rss_mb": peak,
         }
 
 
-async def run(messages: int = 20_000, latency_messages: int = 1_000) -> dict[str, float]:
-    return await Bench(messages, latency_messages).run()
+async def run(
+    messages: int = 20_000, latency_messages: int = 1_000, rate: float = RATE
+) -> dict[str, float]:
+    return await Bench(messages, latency_messages, rate).run()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sender_bench")
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--latency-messages", type=int, default=1_000)
+    parser.add_argument("--rate", type=float, default=RATE, help="the number's rate (per s)")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.messages, args.latency_messages))
+    figures = asyncio.run(run(args.messages, args.latency_messages, args.rate))
     for key, value in figures.items():
         print(f"  {key:<36} {value:,.2f}")
 

@@ -46,6 +46,7 @@ from shared.events import (
     Identity,
     InboundMessage,
     LocationContent,
+    Media,
     MediaContent,
     MessageFailed,
     MessageSent,
@@ -128,6 +129,17 @@ def remembered(
     """The ``outgoing`` row of a send command: maps its wamid back to the case."""
     return Outgoing(
         command.event_id, code, command.to, role, source_wamid, body=command.model_dump_json()
+    )
+
+
+def copy_of(media: Media, kind: str, caption: str | None) -> MediaContent:
+    """A relay of media someone sent: the sender downloads it from Meta and uploads it again
+    (``copy_from_media_id``), so the relay never re-sends an inbound id (those expire)."""
+    return MediaContent(
+        kind=kind,
+        copy_from_media_id=media.id,
+        caption=caption if kind in CAPTIONED else None,
+        filename=media.filename if kind == "document" else None,
     )
 
 
@@ -602,19 +614,12 @@ class Handoff:
             header = say(profile, "handoff.agent.relay_header", **values)
             if kind in CAPTIONED:
                 caption = f"{header}\n{msg.text}" if msg.text else header
-                contents.append(
-                    MediaContent(
-                        kind=kind,
-                        media_id=msg.media.id,
-                        caption=caption[:1024],
-                        filename=msg.media.filename,
-                    )
-                )
+                contents.append(copy_of(msg.media, kind, caption[:1024]))
             else:
                 contents.append(
                     TextContent(body=say(profile, "handoff.agent.relay_media", **values))
                 )
-                contents.append(MediaContent(kind=kind, media_id=msg.media.id))
+                contents.append(copy_of(msg.media, kind, None))
             kind = "media"
         elif msg.text:
             header = say(profile, "handoff.agent.relay_header", **values)
@@ -849,12 +854,7 @@ class Handoff:
             )
         if msg.media is not None and msg.media.id and msg.message_type in MEDIA_KINDS:
             caption = text or None if msg.message_type in CAPTIONED else None
-            return MediaContent(
-                kind=msg.message_type,
-                media_id=msg.media.id,
-                caption=caption,
-                filename=msg.media.filename,
-            )
+            return copy_of(msg.media, msg.message_type, caption)
         if text:
             return TextContent(body=text[:4096])
         return None

@@ -28,11 +28,16 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def messages(request: web.Request) -> web.Response:
-    """Every accepted send (`?after=<index>` for later ones), and every read receipt."""
+    """Every accepted send (`?after=<index>` for later ones), every read receipt, and how many
+    sends the number's throughput limit refused (130429)."""
     state = request.app[STATE_KEY]
     after = _after(request)
     return json_response(
-        {"messages": state.messages[after + 1 :], "read_receipts": state.read_receipts}
+        {
+            "messages": state.messages[after + 1 :],
+            "read_receipts": state.read_receipts,
+            "throttled": state.throttled,
+        }
     )
 
 

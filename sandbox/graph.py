@@ -167,6 +167,7 @@ def _enforce(state: SandboxState, send: SendRequest) -> None:
         raise GraphError(131047)
     now = state.monotonic()
     if not state.throughput.take(now):
+        state.throttled += 1
         raise GraphError(130429)
     if not state.pairs.take(send.to, now):
         raise GraphError(131056)

@@ -79,9 +79,12 @@ class SandboxState:
         self.conversations: dict[tuple[str, str], tuple[str, float]] = {}
         self.inbound: dict[str, str] = {}
         self.media: dict[str, Media] = {}
+        # Meta's throughput limit as Mensajero defines it: a bucket of `rate` tokens refilled
+        # at `rate`/s, full at the start; a send finding it empty is answered 130429 (counted).
         self.throughput = TokenBucket(
             self.config.rate_per_second, max(1.0, self.config.rate_per_second), self.monotonic()
         )
+        self.throttled = 0
         self.pairs = PairLimiter(self.config.pair_burst, self.config.pair_interval_seconds)
         self.faults.clear()
         self.dispatcher.clear()

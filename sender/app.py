@@ -104,6 +104,7 @@ def sender_context(settings: Settings) -> Callable[[web.Application], AsyncItera
                 settings.rate_for,
                 settings.SENDER_RATE_BATCH_SECONDS,
                 on_missed=lambda number: metrics.missed_slots.labels(number).inc(),
+                burst_seconds=settings.SENDER_RATE_BURST_SECONDS,
             ),
             pairs=PairLimiter(settings.SENDER_PAIR_BURST, settings.SENDER_PAIR_INTERVAL_SECONDS),
             circuits=circuits,
@@ -157,6 +158,7 @@ def sender_context(settings: Settings) -> Callable[[web.Application], AsyncItera
         yield
         for consumer in reversed(consumers):
             await consumer.stop(grace=settings.SHUTDOWN_GRACE_SECONDS)
+        await deps.pacers.close()
         await relay.stop()
         if isinstance(graph, AiohttpGraphClient):
             await graph.close()

@@ -6,7 +6,8 @@ import asyncio
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
+from urllib.parse import quote
 
 import aiohttp
 import orjson
@@ -57,6 +58,14 @@ class GraphUnavailable(Exception):
     """No answer from Meta we can read: a timeout, a connection error or a bare 5xx."""
 
 
+class MediaGone(GraphApiError):
+    """The media to copy is not at Meta: an unknown or expired id, or its URL is gone (final)."""
+
+    def __init__(self, media_id: str, code: int, message: str, *, details: str | None) -> None:
+        super().__init__(code, message, details=details)
+        self.media_id = media_id
+
+
 class GraphClient(Protocol):
     async def send_message(self, phone_number_id: str, body: dict[str, Any]) -> Accepted: ...
 
@@ -65,6 +74,38 @@ class GraphClient(Protocol):
     ) -> str: ...
 
     async def download(self, url: str, max_bytes: int) -> tuple[bytes, str | None]: ...
+
+    async def fetch_media(self, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
+        """Media held by Meta (e.g. a user's photo): its bytes and MIME type.
+
+        ``GET /<media_id>`` for its URL, then the URL with the access token. Raises
+        :class:`MediaGone` when the id is unknown or expired, :class:`GraphApiError` for other
+        answers of Meta (131053 when larger than ``max_bytes``), :class:`GraphUnavailable` when
+        Meta cannot be reached.
+        """
+        ...
+
+
+def too_large(what: str, size: int | None, max_bytes: int) -> GraphApiError:
+    """Media over the sender's size limit (SENDER_MEDIA_MAX_BYTES): final, like Meta's 131053."""
+    found = f" ({size} bytes)" if size is not None else ""
+    return GraphApiError(
+        131053, "Media upload error", details=f"{what}{found} is larger than {max_bytes} bytes"
+    )
+
+
+async def read_bounded(response: aiohttp.ClientResponse, max_bytes: int) -> bytes | None:
+    """The whole body, or None as soon as it is over ``max_bytes`` (never reads further)."""
+    if response.content_length is not None and response.content_length > max_bytes:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_error(status: int, payload: Any) -> GraphApiError | None:
@@ -161,18 +202,60 @@ class AiohttpGraphClient:
                         details=f"downloading {url} answered HTTP {response.status}",
                         http_status=response.status,
                     )
-                data = await response.content.read(max_bytes + 1)
-                if len(data) > max_bytes:
-                    raise GraphApiError(
-                        131053,
-                        "Media upload error",
-                        details=f"{url} is larger than {max_bytes} bytes",
-                    )
+                data = await read_bounded(response, max_bytes)
+                if data is None:
+                    raise too_large(url, response.content_length, max_bytes)
                 return data, response.content_type
         except (aiohttp.ClientError, TimeoutError) as error:
             raise GraphUnavailable(
                 f"cannot download {url}: {error or type(error).__name__}"
             ) from error
+
+    async def fetch_media(self, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
+        try:
+            info = await self._call("GET", f"{self.base_url}/{quote(media_id, safe='')}")
+        except GraphApiError as error:
+            if error.code != 100:  # 100: "Object with ID ... does not exist" (unknown, expired)
+                raise
+            raise MediaGone(media_id, error.code, error.message, details=error.details) from error
+        url = info.get("url") if isinstance(info, dict) else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise GraphUnavailable(f"unexpected answer to a media lookup: {str(info)[:200]}")
+        assert isinstance(info, dict)
+        size = str(info.get("file_size") or "")
+        if size.isdigit() and int(size) > max_bytes:
+            raise too_large(f"media {media_id}", int(size), max_bytes)
+        mime_type = info.get("mime_type")
+        try:
+            # The session sends the access token: Meta's media URLs need it (and live 5 min).
+            async with self.session.get(url) as response:
+                if response.status >= 400:
+                    raw = await response.content.read(64 * 1024)
+                    self._download_error(media_id, response.status, raw)
+                data = await read_bounded(response, max_bytes)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise GraphUnavailable(
+                f"cannot download media {media_id}: {error or type(error).__name__}"
+            ) from error
+        if data is None:
+            raise too_large(f"media {media_id}", response.content_length, max_bytes)
+        return data, mime_type if isinstance(mime_type, str) else response.content_type
+
+    @staticmethod
+    def _download_error(media_id: str, status: int, raw: bytes) -> NoReturn:
+        if status >= 500:
+            raise GraphUnavailable(f"the URL of media {media_id} answered HTTP {status}")
+        try:
+            payload = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            payload = None
+        api_error = parse_error(status, payload)
+        if api_error is not None:
+            raise api_error  # a token problem (190) goes through the usual policy
+        details = f"the URL of media {media_id} answered HTTP {status}"
+        if status in (404, 410):
+            raise MediaGone(media_id, 131052, "Media download error", details=details)
+        raise GraphApiError(131052, "Media download error", details=details, http_status=status)
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
@@ -206,6 +289,11 @@ class FakeGraphClient:
     uploads: list[tuple[str, bytes, str]] = field(default_factory=list)
     script: deque[Exception | None] = field(default_factory=deque)
     downloads: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
+    # Media at Meta by id (what ``fetch_media`` copies), and outcomes for the next fetches.
+    media: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
+    fetched: list[str] = field(default_factory=list)
+    fetch_script: deque[Exception | None] = field(default_factory=deque)
+    upload_script: deque[Exception | None] = field(default_factory=deque)
     delay: float = 0.0
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -228,8 +316,24 @@ class FakeGraphClient:
     async def upload_media(
         self, phone_number_id: str, data: bytes, mime_type: str, filename: str | None
     ) -> str:
+        outcome = self.upload_script.popleft() if self.upload_script else None
+        if outcome is not None:
+            raise outcome
         self.uploads.append((phone_number_id, data, mime_type))
         return f"media{len(self.uploads)}"
+
+    async def fetch_media(self, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
+        self.fetched.append(media_id)
+        outcome = self.fetch_script.popleft() if self.fetch_script else None
+        if outcome is not None:
+            raise outcome
+        if media_id not in self.media:
+            message = f"Unsupported get request. Object with ID '{media_id}' does not exist"
+            raise MediaGone(media_id, 100, message, details=None)
+        data, mime_type = self.media[media_id]
+        if len(data) > max_bytes:
+            raise too_large(f"media {media_id}", len(data), max_bytes)
+        return data, mime_type
 
     async def download(self, url: str, max_bytes: int) -> tuple[bytes, str | None]:
         if url not in self.downloads:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sender.graph import Accepted, GraphApiError, GraphClient, GraphUnavailable
+from sender.graph import Accepted, GraphApiError, GraphClient, GraphUnavailable, MediaGone
 from sender.metrics import SenderMetrics
 from sender.pacing import Circuit, Circuits, Pacers, PairLimiter
 from sender.policy import MAINTENANCE, Action, backoff, classify, needs_alert
@@ -271,6 +271,12 @@ async def _upload(send: _Send, upload: Upload) -> str:
     deps = send.deps
     if upload.data is not None:
         data, mime = upload.data, upload.mime_type or "application/octet-stream"
+    elif upload.copy_from is not None:
+        # Media a user sent: fetched from Meta with the token and uploaded again as ours.
+        data, reported = await deps.graph.fetch_media(upload.copy_from, deps.config.media_max_bytes)
+        mime = upload.mime_type or reported or "application/octet-stream"
+        # Meta reports "audio/ogg; codecs=opus"; the upload's type is the bare MIME type.
+        mime = mime.split(";")[0].strip() or "application/octet-stream"
     else:
         assert upload.url is not None
         data, content_type = await deps.graph.download(upload.url, deps.config.media_max_bytes)
@@ -321,7 +327,14 @@ async def _on_api_error(
     action = classify(error.code)
     if action is not Action.TOKEN:
         _token_works(send, circuit)
-    if action is Action.TOKEN:
+    if isinstance(error, MediaGone):
+        # Not a bug, no alert: the user's media was deleted or is older than Meta keeps it.
+        reason = (
+            f"the media to copy ({error.media_id}) is unknown to Meta or has expired"
+            f" (inbound media lasts 7 days): {error}"
+        )
+        await _fail(send, reason, meta, code=str(error.code))
+    elif action is Action.TOKEN:
         opened = circuit.token_failed()
         deps.metrics.circuit.labels(number).set(circuit.value)
         await deps.store.release(send.command_id, f"token failure: {error}", meta)

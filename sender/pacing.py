@@ -1,8 +1,21 @@
-"""Pacing: per-number send slots shared through the store, per-recipient buckets, circuits."""
+"""Pacing: per-number send slots shared through the store, per-recipient buckets, circuits.
+
+A number's rate ``R`` (Meta's throughput limit) means one thing everywhere in Mensajero, the
+sender and the sandbox alike: **the sends Meta accepts for the number conform to a token bucket
+of capacity ``R`` refilled at ``R`` tokens per second** (it starts full; a send takes one token;
+a send that finds no token is answered 130429). Equivalently, for every ``t``, no ``t``-second
+interval holds more than ``R + R * t`` sends, so the long-run mean never exceeds ``R``.
+
+The sender keeps to a stricter bucket of the same kind, shared by every replica through the
+database: capacity ``1 + R * burst_seconds`` (see :class:`NumberPacer`), which leaves the rest of
+Meta's bucket (0.95 s at the default 50 ms) for the network's and the server's
+jitter between the sender's call and Meta's count.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
@@ -10,23 +23,42 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-LATE_TOLERANCE = 0.02
+# How late a send may use its slot (seconds): the sender's burst. Wake-ups later than this give
+# the slot up (the bucket was full: those tokens overflowed).
+DEFAULT_BURST_SECONDS = 0.05
 
 
 class SlotSource(Protocol):
     async def reserve_slots(
-        self, phone_number_id: str, count: int, rate: float
-    ) -> tuple[float, float]: ...
+        self, phone_number_id: str, count: int, rate: float, backdate: float
+    ) -> tuple[float, float]:
+        """Reserve ``count`` consecutive slots ``1/rate`` apart; (first slot, store's now).
+
+        The first slot is the number's next free slot, or ``now - backdate`` when that is later
+        (tokens accumulated while the number was idle, at most ``backdate`` seconds' worth),
+        both on the store's clock.
+        """
+        ...
 
 
 class NumberPacer:
-    """Send slots for one business number, never faster than ``rate`` across every replica.
+    """Send slots of one business number: a token bucket shared by every replica.
 
-    Slots are reserved from the shared store in batches (one UPDATE for up to
-    ``rate * batch_seconds`` slots, sized by how many sends are waiting), on the database's
-    clock: the store answers the first slot and its own "now", so the slot times are converted
-    to this process's monotonic clock without trusting the replicas' wall clocks to agree.
-    A slot not used in its time is dropped, never used late (that would be a burst).
+    Slots are points on the database's clock, ``1/rate`` apart and handed out once (the
+    ``pacing`` row holds the next free one). Each replica reserves them in small batches (one
+    UPDATE for up to ``rate * batch_seconds`` slots, sized by the sends waiting, and never more
+    than about two batches ahead of the clock), converts them to its own monotonic clock with
+    the offset of the fastest round trip seen (NTP-style), and hands each due slot to the
+    longest-waiting send. A send is never made before its slot, and never more than
+    ``late = max(burst_seconds, 1/rate)`` after it: a replica that wakes up late (a busy event
+    loop) sends the slots that came due meanwhile at once, up to that bound, and gives up older
+    ones (the bucket was full; counted as missed).
+
+    So, for every interval of ``t`` seconds, the sends of all replicas together number at most
+    ``1 + rate * (t + late)``: a token bucket of capacity ``1 + rate * late`` refilled at
+    ``rate``/s (up to the clock conversion error, a fraction of a database round trip). The
+    long-run rate is exactly ``rate`` while sends are waiting: slots are reserved only for
+    waiting sends and a late wake-up does not lose them.
     """
 
     def __init__(
@@ -36,6 +68,7 @@ class NumberPacer:
         rate: float,
         *,
         batch_seconds: float = 0.05,
+        burst_seconds: float = DEFAULT_BURST_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         on_missed: Callable[[], None] | None = None,
     ) -> None:
@@ -43,74 +76,161 @@ class NumberPacer:
         self._on_missed = on_missed
         self.phone_number_id = phone_number_id
         self.rate = rate
+        self.step = 1.0 / rate
         self.batch_max = max(1, int(rate * batch_seconds))
+        # A slot may be used this late (and no later): at least one interval, so that a slow
+        # rate does not give up a slot for a wake-up a few ms late.
+        self.late = max(burst_seconds, self.step)
+        # The most sends that may leave together: the capacity of the sender's bucket.
+        self.burst = 1.0 + rate * self.late
         self._clock = clock
-        self._slots: deque[float] = deque()
-        self._lock = asyncio.Lock()
-        self._waiting = 0
-        self.missed_slots = 0  # slots given up (woken too late to use them)
+        self._slots: deque[float] = deque()  # reserved, not handed out, ascending
+        self._waiters: deque[asyncio.Future[float]] = deque()
+        self._pump: asyncio.Task[None] | None = None
+        self._reserving: asyncio.Task[None] | None = None
+        self.missed_slots = 0  # slots given up (the bucket was full: woken too late)
         self._offset: float | None = None  # database clock minus local clock
         self._best_rtt = float("inf")
-        # A slot this late is dropped: one interval, but at least what an event loop's wake-up
-        # jitter is (a few ms), or at high rates most slots would be dropped and re-reserved.
-        self._late = max(1.0 / rate, LATE_TOLERANCE)
 
     async def acquire(self) -> float:
-        """Wait for this send's slot; returns the slot's time (on this pacer's clock)."""
+        """Wait for this send's slot; returns the slot's time (on this pacer's clock).
+
+        Use the slot at once: :meth:`missed` tells whether it has become too late to use.
+        """
+        if not self._waiters:
+            slot = self._take_due(self._clock())
+            if slot is not None:
+                return slot
+        first = True
         while True:
-            slot = await self._next_slot()
-            delay = slot - self._clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            # Woken late (a busy event loop): several late sends would leave as a burst, so a
-            # slot missed by more than one interval is given up for a fresh one.
+            waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+            if first:
+                self._waiters.append(waiter)
+            else:  # it has waited longest
+                self._waiters.appendleft(waiter)
+            first = False
+            self._start_pump()
+            try:
+                slot = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                    self._slots.appendleft(waiter.result())  # handed over, unused: the next's
+                    self._start_pump()
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                raise
+            # This task may resume well after the slot was handed over (a busy event loop).
             if not self.missed(slot):
                 return slot
             self._missed()
 
     def missed(self, slot: float) -> bool:
-        """Too late to use this slot now (see :meth:`acquire`)."""
-        return self._clock() - slot > self._late
+        """Too late to use this slot now (see the class)."""
+        return self._clock() - slot > self.late
 
-    async def _next_slot(self) -> float:
-        self._waiting += 1
-        try:
-            slot = self._take()
-            while slot is None:
-                async with self._lock:
-                    slot = self._take()
-                    if slot is None:
-                        await self._reserve()
-                        slot = self._take()
-            return slot
-        finally:
-            self._waiting -= 1
+    async def close(self) -> None:
+        """Stop the background tasks (on shutdown); sends still waiting fail."""
+        for task in (self._pump, self._reserving):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the sender is shutting down"))
 
-    def _take(self) -> float | None:
-        now = self._clock()
-        while self._slots:
-            slot = self._slots.popleft()
-            if slot >= now - self._late:
-                return slot
-            self._missed()
+    # -- handing out -----------------------------------------------------------------------
+
+    def _take_due(self, now: float) -> float | None:
+        """The oldest slot that is due and not too late, dropping older ones."""
+        self._drop_stale(now)
+        if self._slots and self._slots[0] <= now:
+            return self._slots.popleft()
         return None
+
+    def _drop_stale(self, now: float) -> None:
+        while self._slots and now - self._slots[0] > self.late:
+            self._slots.popleft()
+            self._missed()
+
+    def _start_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.get_running_loop().create_task(self._run_pump())
+
+    async def _run_pump(self) -> None:
+        """Hand due slots to waiting sends (oldest first), reserving ahead as they need."""
+        while True:
+            while self._waiters and self._waiters[0].done():
+                self._waiters.popleft()  # cancelled
+            if not self._waiters:
+                return
+            now = self._clock()
+            self._drop_stale(now)
+            while self._waiters and self._slots and self._slots[0] <= now:
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(self._slots.popleft())
+            if not self._waiters:
+                return
+            self._reserve_ahead()
+            if self._slots:
+                await asyncio.sleep(self._slots[0] - now)
+            else:
+                reserving = self._reserving
+                assert reserving is not None
+                try:
+                    await asyncio.shield(reserving)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # the store failed: so do the waiting sends
+                    while self._waiters:
+                        waiter = self._waiters.popleft()
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    return
+
+    def _reserve_ahead(self) -> None:
+        """Start a reservation when the waiting sends outnumber the slots in hand, keeping at
+        most about two batches ahead (slots reserved far ahead would be lost to a stall)."""
+        reserving = self._reserving
+        if reserving is not None:
+            if not reserving.done():
+                return
+            # A failed reservation while slots were still in hand: the next one tries again
+            # (and the sends waiting get its error if it fails too).
+            if not reserving.cancelled():
+                reserving.exception()
+            self._reserving = None
+        need = len(self._waiters) - len(self._slots)
+        if need <= 0 or len(self._slots) >= self.batch_max:
+            return
+        count = min(self.batch_max, need)
+        self._reserving = asyncio.get_running_loop().create_task(self._reserve(count))
 
     def _missed(self) -> None:
         self.missed_slots += 1
         if self._on_missed is not None:
             self._on_missed()
 
-    async def _reserve(self) -> None:
+    # -- reserving -------------------------------------------------------------------------
+
+    async def _reserve(self, count: int) -> None:
         if self._offset is None:
             # The first round trips are slow (connections, prepared statements) and would
             # misplace the first slots: measure the clock offset on a few empty reservations.
             for _ in range(3):
                 await self._reserve_counted(0)
-        await self._reserve_counted(min(self.batch_max, max(1, self._waiting)))
+        await self._reserve_counted(count)
 
     async def _reserve_counted(self, count: int) -> None:
         asked = self._clock()
-        start, db_now = await self.store.reserve_slots(self.phone_number_id, count, self.rate)
+        # Accumulated tokens are claimable back to half the lateness bound, so that they are
+        # still usable once the answer is here (the other half covers the round trip).
+        start, db_now = await self.store.reserve_slots(
+            self.phone_number_id, count, self.rate, self.late / 2
+        )
         answered = self._clock()
         # The database read its clock somewhere between asking and answering: the middle, with
         # an error of at most half the round trip. Keep the offset of the fastest round trip
@@ -120,9 +240,14 @@ class NumberPacer:
         if self._offset is None or rtt <= self._best_rtt:
             self._offset = db_now - (asked + answered) / 2
             self._best_rtt = rtt
+        if count == 0:
+            return
         base = start - self._offset
-        step = 1.0 / self.rate
-        self._slots.extend(base + i * step for i in range(count))
+        if self._slots:
+            # A new offset estimate must not bring this batch closer than one interval to the
+            # previous one (on the database's clock it never is).
+            base = max(base, self._slots[-1] + self.step)
+        self._slots.extend(base + i * self.step for i in range(count))
 
 
 class Pacers:
@@ -134,11 +259,14 @@ class Pacers:
         rate_for: Callable[[str], float],
         batch_seconds: float,
         on_missed: Callable[[str], None] | None = None,
+        *,
+        burst_seconds: float = DEFAULT_BURST_SECONDS,
     ) -> None:
         self._on_missed = on_missed
         self._store = store
         self._rate_for = rate_for
         self._batch_seconds = batch_seconds
+        self._burst_seconds = burst_seconds
         self._pacers: dict[str, NumberPacer] = {}
 
     def for_number(self, phone_number_id: str) -> NumberPacer:
@@ -149,9 +277,14 @@ class Pacers:
                 phone_number_id,
                 self._rate_for(phone_number_id),
                 batch_seconds=self._batch_seconds,
+                burst_seconds=self._burst_seconds,
                 on_missed=self._missed_callback(phone_number_id),
             )
         return pacer
+
+    async def close(self) -> None:
+        for pacer in self._pacers.values():
+            await pacer.close()
 
     def _missed_callback(self, phone_number_id: str) -> Callable[[], None] | None:
         report = self._on_missed

@@ -48,6 +48,10 @@ class Settings(DatabaseSettings):
     SENDER_RATE_OVERRIDES: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     # How far ahead one replica reserves send slots in one UPDATE (seconds of throughput).
     SENDER_RATE_BATCH_SECONDS: float = Field(default=0.05, gt=0, le=1)
+    # How late a send may use its slot (at least one interval): after a late wake-up the slots
+    # due meanwhile go at once. The number's sends (all replicas) conform to a token bucket of
+    # capacity 1 + rate x this, refilled at rate/s; Meta's (the sandbox's) holds rate tokens.
+    SENDER_RATE_BURST_SECONDS: float = Field(default=0.05, ge=0, le=0.5)
     # Per recipient (Meta's pair limit): a burst, then one message every interval.
     SENDER_PAIR_BURST: int = Field(default=45, ge=1)
     SENDER_PAIR_INTERVAL_SECONDS: float = Field(default=6.0, gt=0)

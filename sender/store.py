@@ -99,7 +99,7 @@ class SenderStore(Protocol):
     async def adopt(self, wamid: str, phone_number_id: str, recipient: str) -> LogRow | None: ...
 
     async def reserve_slots(
-        self, phone_number_id: str, count: int, rate: float
+        self, phone_number_id: str, count: int, rate: float, backdate: float
     ) -> tuple[float, float]: ...
 
     async def open_circuit(self, phone_number_id: str, reason: str) -> int | None: ...
@@ -361,14 +361,17 @@ class PostgresStore:
         return _row(record) if record is not None else None
 
     async def reserve_slots(
-        self, phone_number_id: str, count: int, rate: float
+        self, phone_number_id: str, count: int, rate: float, backdate: float
     ) -> tuple[float, float]:
+        # The number's next free slot, or now - backdate when later (idle time's tokens, at
+        # most backdate's worth); `count` slots from there, 1/rate apart, on this clock.
         record = await self.pool.fetchrow(
             """
             INSERT INTO pacing AS p (phone_number_id, next_slot)
-            VALUES ($1, extract(epoch FROM clock_timestamp())::float8 + $2::float8 / $3::float8)
+            VALUES ($1, extract(epoch FROM clock_timestamp())::float8 - $4::float8
+                + $2::float8 / $3::float8)
             ON CONFLICT (phone_number_id) DO UPDATE SET next_slot =
-                GREATEST(p.next_slot, extract(epoch FROM clock_timestamp())::float8)
+                GREATEST(p.next_slot, extract(epoch FROM clock_timestamp())::float8 - $4::float8)
                 + $2::float8 / $3::float8
             RETURNING next_slot - $2::float8 / $3::float8 AS start,
                 extract(epoch FROM clock_timestamp())::float8 AS now
@@ -376,6 +379,7 @@ class PostgresStore:
             phone_number_id,
             float(count),
             float(rate),
+            float(backdate),
         )
         assert record is not None
         return float(record["start"]), float(record["now"])
@@ -566,10 +570,10 @@ class FakeStore:
         return row.view()
 
     async def reserve_slots(
-        self, phone_number_id: str, count: int, rate: float
+        self, phone_number_id: str, count: int, rate: float, backdate: float
     ) -> tuple[float, float]:
         now = time.time()
-        start = max(self.slots.get(phone_number_id, 0.0), now)
+        start = max(self.slots.get(phone_number_id, 0.0), now - backdate)
         self.slots[phone_number_id] = start + count / rate
         return start, now
 

@@ -52,6 +52,7 @@ TEMPLATE_NAME_MAX = 512
 FILENAME_MAX = 240
 
 CAPTIONED = ("image", "video", "document")
+MEDIA_SOURCES = ("media_id", "link", "upload_url", "upload_base64", "copy_from_media_id")
 TEMPLATE_COMPONENTS = ("header", "body", "button", "footer", "carousel", "limited_time_offer")
 TEMPLATE_PARAMETERS = (
     "text",
@@ -84,13 +85,14 @@ class Invalid:
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    """Media to upload before sending: from a URL, or decoded bytes."""
+    """Media to upload before sending: from a URL, decoded bytes, or a copy of Meta media."""
 
     media_type: str
     url: str | None
     data: bytes | None
     mime_type: str | None
     filename: str | None
+    copy_from: str | None = None  # a media id at Meta to download and upload again
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +210,10 @@ def _check_content(command: SendMessage) -> Upload | None:
 
 def _check_media(media: MediaContent, kind: str, *, field: str = "") -> Upload | None:
     where = f"{field}{kind}"
-    sources = [
-        name
-        for name in ("media_id", "link", "upload_url", "upload_base64")
-        if getattr(media, name) not in (None, "")
-    ]
+    sources = [name for name in MEDIA_SOURCES if getattr(media, name) not in (None, "")]
     if len(sources) != 1:
         raise InvalidCommand(
-            f"{where} needs exactly one of media_id, link, upload_url, upload_base64"
+            f"{where} needs exactly one of {', '.join(MEDIA_SOURCES)}"
             f" (got {', '.join(sources) or 'none'})"
         )
     if media.caption is not None:
@@ -241,6 +239,13 @@ def _check_media(media: MediaContent, kind: str, *, field: str = "") -> Upload |
         if not data:
             raise InvalidCommand(f"{where} upload_base64 is empty")
         return Upload(kind, None, data, media.mime_type, media.filename)
+    if media.copy_from_media_id is not None:
+        media_id = media.copy_from_media_id.strip()
+        if not media_id or any(c in "/?#&" or c.isspace() for c in media_id):
+            raise InvalidCommand(
+                f"{where} copy_from_media_id must be a media id, got {media.copy_from_media_id!r}"
+            )
+        return Upload(kind, None, None, media.mime_type, media.filename, copy_from=media_id)
     return None
 
 

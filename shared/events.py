@@ -242,7 +242,13 @@ class MediaContent(Model):
     # Upload first: from a URL the sender downloads, or from bytes (base64) in the command.
     upload_url: str | None = None
     upload_base64: str | None = None
-    mime_type: str | None = None
+    # Copy first: the id of media a WhatsApp user sent the business (``InboundMessage.media.id``).
+    # The sender asks Meta for its URL (``GET /<id>``), downloads it with the access token,
+    # uploads it again and sends the new id, so the message does not depend on the inbound id
+    # (which expires after 7 days). Exactly one of media_id, link, upload_url, upload_base64
+    # and copy_from_media_id is given.
+    copy_from_media_id: str | None = None
+    mime_type: str | None = None  # for an upload; for a copy, overrides what Meta reports
     caption: str | None = None
     filename: str | None = None
 

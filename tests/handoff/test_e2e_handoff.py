@@ -7,6 +7,8 @@ closed and the notification arrives as the approved `handoff_agent_alert` templa
 
 from __future__ import annotations
 
+import base64
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 CUSTOMER = "+5491135722871"
 AGENT = SANDBOX_DEFAULTS["AGENT_WHATSAPP_NUMBER"]
+AUTH = {"Authorization": f"Bearer {SANDBOX_DEFAULTS['META_WA_ACCESS_TOKEN']}"}
 
 
 @pytest.fixture
@@ -50,6 +53,22 @@ class Phone:
             {"from": self.number, "name": self.name, "text": text, **extra},
         )
         assert answer["gateway_status"] == 200
+
+    async def sends_media(self, kind: str, data: bytes, mime_type: str, **extra: Any) -> str:
+        """The phone sends a file; returns the media id Meta gave it (read from the webhook)."""
+        media = {"data_base64": base64.b64encode(data).decode(), "mime_type": mime_type, **extra}
+        sandbox = self.system.url("sandbox")
+        answer = await self.system.post_json(
+            f"{sandbox}/_sandbox/inbound", {"from": self.number, "name": self.name, kind: media}
+        )
+        assert answer["gateway_status"] == 200
+        for delivery in (await self.system.get_json(f"{sandbox}/_sandbox/webhooks"))["webhooks"]:
+            for entry in delivery["body"].get("entry", []):
+                for change in entry.get("changes", []):
+                    for message in change.get("value", {}).get("messages", []):
+                        if message["id"] == answer["wamid"]:
+                            return str(message[kind]["id"])
+        raise AssertionError(f"no webhook for {answer['wamid']}")
 
     async def inbox(self) -> list[dict[str, Any]]:
         url = f"{self.system.url('sandbox')}/_sandbox/phones/{self.number}/messages"
@@ -93,6 +112,23 @@ async def test_runbook_through_the_sandbox(system: System) -> None:
     relayed = await agent.receives("Mi pedido no llegó", after=seen)
     assert "Juan Pérez" in text_of(relayed)
 
+    # Media both ways, each a copy the sender downloaded from Meta and uploaded again.
+    photo = b"\xff\xd8\xff\xe0" + os.urandom(64 * 1024)
+    seen = len(await agent.inbox())
+    sent_id = await customer.sends_media("image", photo, "image/jpeg", caption="así llegó la caja")
+    got = (await agent.receives("así llegó la caja", after=seen))["body"]["image"]
+    assert got["caption"].startswith("#") and "Juan Pérez" in got["caption"]
+    assert got["id"] != sent_id and await media_bytes(system, got["id"]) == photo
+
+    pdf = b"%PDF-1.4\n" + os.urandom(4096) + b"\n%%EOF\n"
+    seen_by_customer = len(await customer.inbox())
+    sent_id = await agent.sends_media(
+        "document", pdf, "application/pdf", caption="tu comprobante", filename="comprobante.pdf"
+    )
+    got = (await customer.receives("tu comprobante", after=seen_by_customer))["body"]["document"]
+    assert got["caption"] == "tu comprobante" and got["filename"] == "comprobante.pdf"
+    assert got["id"] != sent_id and await media_bytes(system, got["id"]) == pdf
+
     seen_by_customer = len(await customer.inbox())
     await agent.write("/fin")
     await customer.receives("terminó", after=seen_by_customer)
@@ -102,4 +138,17 @@ async def test_runbook_through_the_sandbox(system: System) -> None:
     assert "Hablar con un humano" in titles
     metrics = await system.metrics("handoff")  # counted since the restart
     assert metrics['handoff_ended_total{reason="agent"}'] == 1.0
-    assert metrics['handoff_relays_total{direction="to_agent"}'] == 1.0
+    assert metrics['handoff_relays_total{direction="to_agent"}'] == 2.0
+    assert metrics['handoff_relays_total{direction="to_customer"}'] == 1.0
+
+
+async def media_bytes(system: System, media_id: str) -> bytes:
+    """A media id's bytes as anyone with the token gets them: its URL, then the download."""
+    assert system.session is not None
+    sandbox = system.url("sandbox")
+    async with system.session.get(f"{sandbox}/v23.0/{media_id}", headers=AUTH) as response:
+        assert response.status == 200, await response.text()
+        url = (await response.json())["url"]
+    async with system.session.get(url, headers=AUTH) as response:
+        assert response.status == 200, await response.text()
+        return await response.read()

@@ -10,6 +10,7 @@ import pytest
 
 from handoff.repository import FakeRepository, Timer
 from handoff.service import Handoff, HandoffConfig, Outcome
+from sender.validation import Prepared, prepare
 from shared.events import (
     BotMessage,
     ButtonsContent,
@@ -148,7 +149,7 @@ async def test_media_location_and_reactions_are_relayed_both_ways() -> None:
     events = await world.says(CUSTOMER, "mirá", message_type="image", media=photo)
     [relay] = world.sends(AGENT, events)
     assert isinstance(relay.content, MediaContent)
-    assert relay.content.media_id == "media-1"
+    assert relay.content.copy_from_media_id == "media-1" and relay.content.media_id is None
     assert relay.content.caption == f"#{code} · Juan Pérez:\nmirá"
 
     voice = Media(id="media-2", mime_type="audio/ogg", voice=True)
@@ -156,6 +157,7 @@ async def test_media_location_and_reactions_are_relayed_both_ways() -> None:
     header, audio = world.sends(AGENT, events)
     assert "mandó un archivo" in body(header)
     assert isinstance(audio.content, MediaContent) and audio.content.kind == "audio"
+    assert audio.content.copy_from_media_id == "media-2" and audio.content.caption is None
 
     place = Location(latitude=-34.6, longitude=-58.4, name="Obelisco")
     events = await world.says(CUSTOMER, None, message_type="location", location=place)
@@ -182,6 +184,7 @@ async def test_media_location_and_reactions_are_relayed_both_ways() -> None:
     [sent_photo] = world.sends(CUSTOMER, events)
     assert isinstance(sent_photo.content, MediaContent)
     assert sent_photo.content.caption == "te mando el comprobante"
+    assert sent_photo.content.copy_from_media_id == "media-3"
     events = await world.says(
         CUSTOMER,
         None,
@@ -190,6 +193,45 @@ async def test_media_location_and_reactions_are_relayed_both_ways() -> None:
     )
     [back] = world.sends(AGENT, events)
     assert back.content == ReactionContent(message_id=agent_photo.wamid, emoji="❤️")
+
+
+@pytest.mark.parametrize(
+    ("kind", "media", "caption"),
+    [
+        ("image", Media(id="m-img", mime_type="image/jpeg", filename="x.jpg"), "mirá"),
+        ("document", Media(id="m-doc", mime_type="application/pdf", filename="f.pdf"), "factura"),
+        ("video", Media(id="m-vid", mime_type="video/mp4"), None),
+        ("sticker", Media(id="m-stk", mime_type="image/webp", animated=False), None),
+    ],
+)
+async def test_media_is_relayed_as_a_copy_both_ways_and_passes_the_senders_rules(
+    kind: str, media: Media, caption: str | None
+) -> None:
+    """Every relayed file is a copy (the sender re-uploads it) the sender's validation accepts."""
+    world = World()
+    code = await world.active_case()
+    events = await world.says(CUSTOMER, caption, message_type=kind, media=media)
+    relay = world.sends(AGENT, events)[-1]
+    assert isinstance(relay.content, MediaContent) and relay.content.kind == kind
+    assert relay.content.copy_from_media_id == media.id and relay.content.media_id is None
+    # The filename only where Meta takes one; the "who it's from" header as the caption.
+    assert relay.content.filename == (media.filename if kind == "document" else None)
+    if kind == "sticker":
+        assert relay.content.caption is None
+        assert "mandó un archivo" in body(world.sends(AGENT, events)[0])
+    else:
+        header = f"#{code} · Juan Pérez:"
+        assert relay.content.caption == (f"{header}\n{caption}" if caption else header)
+    assert isinstance(prepare(relay), Prepared), prepare(relay)
+
+    agent_file = inbound(AGENT, caption, name="Agente", message_type=kind)
+    agent_file = agent_file.model_copy(update={"media": media.model_copy(update={"id": "m-a"})})
+    events = await world._record(await world.core.on_inbound(world.repo, agent_file))
+    [to_customer] = world.sends(CUSTOMER, events)
+    assert isinstance(to_customer.content, MediaContent)
+    assert to_customer.content.copy_from_media_id == "m-a"
+    assert to_customer.content.caption == (caption if kind != "sticker" else None)
+    assert isinstance(prepare(to_customer), Prepared), prepare(to_customer)
 
 
 async def test_relays_wait_for_a_closed_agent_window() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -222,6 +223,93 @@ async def test_upload_from_url_then_send_by_id() -> None:
     await handle_send(w.deps, media_cmd)
     assert w.graph.uploads == [(NUMBER, b"png", "image/png")]
     assert w.graph.sent[0][1]["image"] == {"id": "media1", "caption": "c"}
+
+
+def copy(media_id: str = "4490001", kind: str = "image", **extra: str) -> SendMessage:
+    content = {"kind": kind, "copy_from_media_id": media_id, **extra}
+    return SendMessage.model_validate({"to": TO, "content": content})
+
+
+async def test_copy_fetches_from_meta_uploads_and_sends_the_new_id_once() -> None:
+    w = World()
+    w.graph.media["4490001"] = (b"\x89PNG-photo", "image/jpeg")
+    cmd = copy(caption="#1 · Ana:\nmirá")
+    await handle_send(w.deps, cmd)
+    assert w.graph.fetched == ["4490001"]
+    assert w.graph.uploads == [(NUMBER, b"\x89PNG-photo", "image/jpeg")]
+    assert w.graph.sent[0][1]["image"] == {"id": "media1", "caption": "#1 · Ana:\nmirá"}
+    row = await w.store.get(cmd.event_id)
+    assert row is not None and row.status == "accepted"
+    # A redelivered command neither fetches, uploads nor sends again.
+    await handle_send(w.deps, cmd, attempt=2)
+    assert len(w.graph.fetched) == 1 and len(w.graph.uploads) == 1 and len(w.graph.sent) == 1
+    first, second = w.of(MessageSent)
+    assert first.event_id == second.event_id
+
+
+async def test_copy_uploads_the_bare_mime_type() -> None:
+    w = World()
+    w.graph.media["v1"] = (b"OggS", "audio/ogg; codecs=opus")
+    await handle_send(w.deps, copy("v1", kind="audio"))
+    assert w.graph.uploads == [(NUMBER, b"OggS", "audio/ogg")]
+    assert w.graph.sent[0][1]["audio"] == {"id": "media1"}
+
+
+async def test_copy_of_unknown_or_expired_media_fails_clearly_without_alert() -> None:
+    w = World()
+    await handle_send(w.deps, copy("gone-1"))
+    [failed] = w.of(MessageFailed)
+    assert "media to copy (gone-1) is unknown to Meta or has expired" in failed.reason
+    assert failed.error is not None and failed.error.code == 100
+    assert w.graph.uploads == [] and w.graph.sent == [] and w.of(ErrorReported) == []
+    assert (
+        w.metric(
+            "whatsapp_messages_failed_total", phone_number_id=NUMBER, kind="image", error_code="100"
+        )
+        == 1
+    )
+
+
+async def test_copy_larger_than_the_limit_fails() -> None:
+    w = World()
+    w.deps.config = replace(w.deps.config, media_max_bytes=10)
+    w.graph.media["big"] = (b"x" * 11, "image/png")
+    await handle_send(w.deps, copy("big"))
+    [failed] = w.of(MessageFailed)
+    assert failed.error is not None and failed.error.code == 131053
+    assert "larger than 10 bytes" in failed.reason and w.graph.uploads == []
+
+
+async def test_copy_errors_follow_the_code_policy() -> None:
+    w = World()
+    w.graph.media["m"] = (b"data", "image/png")
+    cmd = copy("m")
+    # Retryable on the lookup/download, then on the upload: retried, then sent once.
+    w.graph.fetch_script.extend([meta_error(131000), GraphUnavailable("reset")])
+    w.graph.upload_script.append(meta_error(130429))
+    for attempt in (1, 2, 3):
+        with pytest.raises(RetryLater):
+            await handle_send(w.deps, cmd, attempt=attempt)
+    await handle_send(w.deps, cmd, attempt=4)
+    assert len(w.graph.uploads) == 1 and len(w.graph.sent) == 1 and len(w.of(MessageSent)) == 1
+    assert w.metric("whatsapp_send_retries_total", phone_number_id=NUMBER, reason="131000") == 1
+    assert w.metric("whatsapp_send_retries_total", phone_number_id=NUMBER, reason="130429") == 1
+
+    # A token failure on the lookup opens the number's circuit: held, not failed.
+    other = copy("m")
+    w.graph.fetch_script.append(meta_error(190))
+    with pytest.raises(RetryLater):
+        await handle_send(w.deps, other)
+    assert w.deps.circuits.for_number(NUMBER).state != "closed"
+    assert len(w.of(ErrorReported)) == 1 and w.of(MessageFailed) == []
+
+    # Any other answer to the upload is final.
+    w2 = World()
+    w2.graph.media["m"] = (b"data", "image/png")
+    w2.graph.upload_script.append(meta_error(131053, "Media upload error", "bad file"))
+    await handle_send(w2.deps, copy("m"))
+    [failed] = w2.of(MessageFailed)
+    assert failed.error is not None and failed.error.code == 131053 and w2.graph.sent == []
 
 
 async def test_statuses_count_once_and_never_regress() -> None:

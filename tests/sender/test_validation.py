@@ -319,6 +319,37 @@ def test_upload_from_bytes_uses_the_uploaded_id() -> None:
     }
 
 
+def test_copy_from_media_id_is_an_upload_sent_by_the_new_id() -> None:
+    prepared = valid(
+        {
+            "kind": "document",
+            "copy_from_media_id": " 1234567890 ",
+            "filename": "f.pdf",
+            "caption": "factura",
+        }
+    )
+    upload = prepared.upload
+    assert upload is not None and upload.copy_from == "1234567890"
+    assert upload.url is None and upload.data is None and upload.filename == "f.pdf"
+    assert prepared.body("new-9")["document"] == {
+        "id": "new-9",
+        "caption": "factura",
+        "filename": "f.pdf",
+    }
+
+
+def test_copy_in_a_buttons_header() -> None:
+    content = {
+        "kind": "buttons",
+        "body": "¿Es esta?",
+        "buttons": [{"id": "si", "title": "Sí"}],
+        "header": {"type": "image", "media": {"kind": "image", "copy_from_media_id": "77"}},
+    }
+    prepared = valid(content)
+    assert prepared.upload is not None and prepared.upload.copy_from == "77"
+    assert prepared.body("m2")["interactive"]["header"] == {"type": "image", "image": {"id": "m2"}}
+
+
 def test_fallback_template_replaces_content_and_drops_context() -> None:
     cmd = command(
         {"kind": "text", "body": "hola"},
@@ -360,6 +391,48 @@ RULES: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         {"kind": "image", "media_id": "1", "link": "https://e.com/a.png"},
         {},
         "exactly one of",
+    ),
+    (
+        "copy and media id",
+        {"kind": "image", "media_id": "1", "copy_from_media_id": "2"},
+        {},
+        "exactly one of media_id, link, upload_url, upload_base64, copy_from_media_id",
+    ),
+    (
+        "copy and upload",
+        {"kind": "document", "copy_from_media_id": "2", "upload_url": "https://e.com/f.pdf"},
+        {},
+        "(got upload_url, copy_from_media_id)",
+    ),
+    (
+        "copy and bytes",
+        {
+            "kind": "image",
+            "copy_from_media_id": "2",
+            "upload_base64": "aGk=",
+            "mime_type": "image/png",
+        },
+        {},
+        "exactly one of",
+    ),
+    ("copy blank", {"kind": "image", "copy_from_media_id": "  "}, {}, "must be a media id"),
+    (
+        "copy path",
+        {"kind": "image", "copy_from_media_id": "123/../me"},
+        {},
+        "must be a media id",
+    ),
+    (
+        "copy caption on audio",
+        {"kind": "audio", "copy_from_media_id": "1", "caption": "c"},
+        {},
+        "caption",
+    ),
+    (
+        "copy filename on image",
+        {"kind": "image", "copy_from_media_id": "1", "filename": "a.jpg"},
+        {},
+        "filename",
     ),
     ("link scheme", {"kind": "image", "link": "ftp://e.com/a.png"}, {}, "http(s) URL"),
     ("upload scheme", {"kind": "image", "upload_url": "file:///etc/passwd"}, {}, "http(s) URL"),
