@@ -434,42 +434,34 @@ async def on_bounce(n: Notifier, event: EmailBounced) -> None:
             ),
         )
         return
-    added = await repo.suppress(
-        n.pool,
-        event.addresses,
-        reason="bounce",
-        detail=event.bounce_subtype,
-        source_event_id=event.event_id,
+    await _suppress(
+        n, event.event_id, event.addresses, "bounce", event.bounce_subtype, event.ses_message_id
     )
-    for address in added:
-        n.metrics.addresses_suppressed.labels(reason="bounce").inc()
-        log.warning(
-            "address suppressed after a permanent bounce",
-            extra=fields(
-                address=address,
-                bounce_subtype=event.bounce_subtype,
-                ses_message_id=event.ses_message_id,
-            ),
-        )
 
 
 async def on_complaint(n: Notifier, event: EmailComplained) -> None:
+    await _suppress(
+        n, event.event_id, event.addresses, "complaint", event.feedback_type, event.ses_message_id
+    )
+
+
+async def _suppress(
+    n: Notifier,
+    event_id: str,
+    addresses: list[str],
+    reason: str,
+    detail: str | None,
+    ses_message_id: str | None,
+) -> None:
+    """Put addresses on the suppression list; count and log the ones new to it."""
     added = await repo.suppress(
-        n.pool,
-        event.addresses,
-        reason="complaint",
-        detail=event.feedback_type,
-        source_event_id=event.event_id,
+        n.pool, addresses, reason=reason, detail=detail, source_event_id=event_id
     )
     for address in added:
-        n.metrics.addresses_suppressed.labels(reason="complaint").inc()
+        n.metrics.addresses_suppressed.labels(reason=reason).inc()
         log.warning(
-            "address suppressed after a complaint",
-            extra=fields(
-                address=address,
-                feedback_type=event.feedback_type,
-                ses_message_id=event.ses_message_id,
-            ),
+            f"address suppressed after a {reason}",
+            extra=fields(address=address, detail=detail, ses_message_id=ses_message_id),
         )
 
 
