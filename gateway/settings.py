@@ -34,6 +34,9 @@ class Settings(ServiceSettings):
     META_WA_APP_SECRET: str
     META_WA_VERIFY_TOKEN: str
     GATEWAY_PORT: int = 8080
+    # Processes serving GATEWAY_PORT together (SO_REUSEPORT), for a host with several cores; on
+    # Kubernetes keep 1 and scale with replicas. Their metrics are summed on /metrics.
+    GATEWAY_WORKERS: int = Field(default=1, ge=1, le=64)
     WEBHOOK_MAX_BYTES: int = META_MAX_BYTES
     # Past this bound a webhook whose events the broker has not confirmed answers 503.
     PUBLISH_TIMEOUT_SECONDS: float = 3.0

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -17,7 +19,14 @@ CHECKS_KEY = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[REGISTRY_KEY])
+    registry = request.app[REGISTRY_KEY]
+    shared_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if shared_dir:
+        # Several processes serve this port (the gateway's workers): whichever answers reports
+        # the sum over all of them, from the files they keep their values in.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, shared_dir)  # type: ignore[no-untyped-call]
+    body = generate_latest(registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -119,8 +119,13 @@ def run(
     create_app: Callable[..., web.Application],
     *,
     port_setting: str,
+    reuse_port: bool = False,
 ) -> None:
-    """Entry point of a service process: settings (exit 2 when invalid), logs, serve."""
+    """Entry point of a service process: settings (exit 2 when invalid), logs, serve.
+
+    ``reuse_port``: several processes listen on the port (SO_REUSEPORT) and the kernel spreads
+    connections between them (the gateway's workers).
+    """
     tune_gc()
     settings = load_or_exit(settings_cls)
     setup_logging(settings.service_name, settings.LOG_FORMAT, settings.LOG_LEVEL)
@@ -142,6 +147,7 @@ def run(
             shutdown_timeout=settings.SHUTDOWN_GRACE_SECONDS,
             print=None,
             access_log=None,
+            reuse_port=reuse_port or None,
         )
     except StartupError as error:
         print(f"{settings.service_name}: {error}", file=sys.stderr)
