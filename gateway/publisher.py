@@ -5,7 +5,7 @@ whose routing key has no queue bound (a consumer service that has never started,
 no service consumes yet) comes back returned; dropping it would lose data and refusing it would
 make Meta retry, for days, something no retry can fix. It is parked instead in the gateway's own
 durable queue ``<prefix>.gateway.unrouted`` (confirmed too), with its routing key in a header, for
-an operator to replay once its consumer exists.
+an operator to replay once its consumer exists (``python -m shared.replay unrouted``).
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from aio_pika.exceptions import PublishError
 
 from gateway.metrics import Metrics
-from shared.bus import Bus, BusError, BusUnavailable
+from shared.bus import ROUTING_KEY_HEADER, UNROUTED_SERVICE, Bus, BusError, BusUnavailable
 from shared.events import Event
 from shared.logs import fields
 
 log = logging.getLogger("mensajero.gateway.publisher")
 
-UNROUTED_SERVICE = "gateway.unrouted"
-ROUTING_KEY_HEADER = "x-mensajero-routing-key"
+__all__ = ["ROUTING_KEY_HEADER", "UNROUTED_SERVICE", "Outgoing", "Publisher"]
 
 
 @dataclass(frozen=True)
@@ -113,37 +112,3 @@ class Publisher:
             "no queue bound for this event type: parked in the unrouted queue",
             extra=fields(type=event.type, event_id=event.event_id, queue=self.unrouted_queue),
         )
-
-
-async def drain_unrouted(bus: Bus, *, limit: int = 10_000) -> int:
-    """Re-publish parked events to the exchange (for an operator, once consumers exist).
-
-    Each is acknowledged only after its re-publication is confirmed; one still unroutable stays.
-    """
-    channel = await bus.connection.channel()
-    moved = 0
-    try:
-        queue = await channel.declare_queue(
-            bus.names.queue(UNROUTED_SERVICE), durable=True, arguments={"x-queue-type": "quorum"}
-        )
-        while moved < limit:
-            message = await queue.get(fail=False, no_ack=False)
-            if message is None:
-                break
-            key = (message.headers or {}).get(ROUTING_KEY_HEADER) or message.type or ""
-            try:
-                await bus.publish_raw(
-                    routing_key=str(key),
-                    body=message.body,
-                    event_type=message.type or str(key),
-                    event_id=message.message_id or "",
-                    correlation_id=message.correlation_id,
-                )
-            except BusError:
-                await message.nack(requeue=True)
-                break
-            await message.ack()
-            moved += 1
-    finally:
-        await channel.close()
-    return moved

@@ -49,6 +49,10 @@ log = logging.getLogger("mensajero.bus")
 
 ATTEMPT_HEADER = "x-mensajero-attempt"
 ERROR_HEADER = "x-mensajero-error"
+# The gateway parks events no queue is bound for in ``P.gateway.unrouted``, each with the
+# routing key it was meant for in this header (replayed by ``python -m shared.replay``).
+UNROUTED_SERVICE = "gateway.unrouted"
+ROUTING_KEY_HEADER = "x-mensajero-routing-key"
 DEFAULT_RETRY_TIERS_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
 PERSISTENT = 2  # AMQP delivery mode
 

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from gateway.app import create_app
-from gateway.publisher import ROUTING_KEY_HEADER, UNROUTED_SERVICE, drain_unrouted
-from shared.bus import Bus
+from gateway.publisher import ROUTING_KEY_HEADER, UNROUTED_SERVICE
+from shared.bus import Bus, BusError
 from shared.events import (
     InboundMessage,
     MessageStatus,
@@ -18,6 +18,7 @@ from shared.events import (
     WebhookErrors,
     parse_event,
 )
+from shared.replay import replay_unrouted
 from tests.gateway.conftest import (
     Collector,
     assert_nothing_else,
@@ -386,12 +387,15 @@ async def test_unroutable_events_are_parked_not_lost(
                 ),
                 routing_key=bus.names.queue(UNROUTED_SERVICE),
             )
-        assert await drain_unrouted(bus) == 0  # still nobody bound: they stay parked
+        with pytest.raises(BusError, match="unroutable"):  # still nobody bound: they stay
+            await replay_unrouted(bus)
+        depth = await channel.declare_queue(bus.names.queue(UNROUTED_SERVICE), passive=True)
+        assert depth.declaration_result.message_count == 3
         collector = Collector()
         sink = await channel.declare_queue(exclusive=True)
         await sink.bind(bus.names.exchange, routing_key="#")
         await sink.consume(collector.on_message)
-        assert await drain_unrouted(bus) == 3
+        assert await replay_unrouted(bus) == 3
         events = await collector.wait(3)
         assert {e.correlation_id for e in events} == {"wamid.early", "wamid.out1"}
         await channel.close()
