@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, TypeAlias
@@ -134,6 +135,34 @@ async def migrate(pool: Pool, schema: str, migrations: list[Migration]) -> list[
             )
             applied_now.append(migration.version)
     return applied_now
+
+
+# Deleted per statement: short transactions that never hold many row locks at once.
+PRUNE_BATCH = 5_000
+# Each takes $1 (retention in days, float) and $2 (batch size); the table's own clock column.
+_CORE_PRUNING = (
+    "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox"
+    " WHERE handled_at < now() - $1 * interval '1 day' LIMIT $2))",
+    "DELETE FROM outbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM outbox"
+    " WHERE published_at < now() - $1 * interval '1 day' LIMIT $2))",
+)
+
+
+async def prune(pool: Pool, days: float, extra: Sequence[str] = ()) -> int:
+    """Delete what no redelivery can need any more; how many rows went.
+
+    Handled event ids and published outbox rows older than ``days`` (an unpublished row is
+    never deleted), and whatever the service's ``extra`` statements select (same parameters).
+    """
+    deleted = 0
+    for statement in (*_CORE_PRUNING, *extra):
+        while True:
+            status = await pool.execute(statement, float(days), PRUNE_BATCH)
+            count = int(status.rsplit(" ", 1)[-1])  # "DELETE <n>"
+            deleted += count
+            if count < PRUNE_BATCH:
+                break
+    return deleted
 
 
 async def ping(pool: Pool) -> bool:

@@ -9,17 +9,18 @@ messages, in-flight work finishes within ``SHUTDOWN_GRACE_SECONDS``, then everyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from aiohttp import web
 
 from shared.bus import Bus, BusUnavailable
-from shared.db import DatabaseUnavailable, Pool, create_pool, load_migrations, migrate
+from shared.db import DatabaseUnavailable, Pool, create_pool, load_migrations, migrate, prune
 from shared.db import ping as db_ping
 from shared.logs import fields, setup_logging
 from shared.ops import CHECKS_KEY
@@ -72,8 +73,15 @@ def bus_context(
 
 
 def database_context(
-    settings: DatabaseSettings, package: str, startup_timeout: float
+    settings: DatabaseSettings,
+    package: str,
+    startup_timeout: float,
+    *,
+    pruning: Sequence[str] = (),
 ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The pool (migrated), its readiness check, and retention (``pruning``: the service's own
+    DELETE statements, see :func:`shared.db.prune`)."""
+
     async def context(app: web.Application) -> AsyncIterator[None]:
         schema = settings.db_schema
 
@@ -95,10 +103,30 @@ def database_context(
             return await db_ping(pool)
 
         app[CHECKS_KEY]["postgresql"] = ready
+        retention = asyncio.create_task(_prune_forever(pool, settings, pruning))
         yield
+        retention.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retention
         await pool.close()
 
     return context
+
+
+async def _prune_forever(pool: Pool, settings: DatabaseSettings, extra: Sequence[str]) -> None:
+    """Retention, once at start and then every RETENTION_INTERVAL_SECONDS (replicas may overlap:
+    a DELETE of what is already gone deletes nothing)."""
+    while True:
+        try:
+            deleted = await prune(pool, settings.RETENTION_DAYS, extra)
+            if deleted:
+                log.info(
+                    "old records pruned",
+                    extra=fields(rows=deleted, retention_days=settings.RETENTION_DAYS),
+                )
+        except Exception as error:  # retried at the next interval; the service goes on
+            log.warning("pruning old records failed: %s", error or type(error).__name__)
+        await asyncio.sleep(settings.RETENTION_INTERVAL_SECONDS)
 
 
 def tune_gc() -> None:

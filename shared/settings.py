@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values `make run` and the tests use in place of real accounts. They match the sandbox's own
@@ -73,6 +73,11 @@ class DatabaseSettings(ServiceSettings):
     # Schema this service keeps its tables in; defaults to the service name.
     DB_SCHEMA: str = ""
     DB_POOL_SIZE: int = 10
+    # How long handled event ids (the inbox), published outbox rows and finished records are
+    # kept. At least 8 days: Meta retries a webhook for up to 7, and a redelivered event must
+    # still find its id to be recognised as a duplicate.
+    RETENTION_DAYS: float = Field(default=30.0, ge=8)
+    RETENTION_INTERVAL_SECONDS: float = Field(default=3600.0, gt=0)
 
     @property
     def db_schema(self) -> str:

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from shared import db
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.db import Connection, Migration, create_pool, migrate
 from shared.events import ErrorReported, Event, stable_id
@@ -106,3 +107,48 @@ async def test_unreachable_broker_is_named() -> None:
     bus = Bus("amqp://guest:secret@127.0.0.1:1/", "x")
     with pytest.raises(BusUnavailable, match=r"cannot reach RabbitMQ at amqp://guest:\*\*\*@"):
         await bus.connect(timeout=3)
+
+
+async def test_prune_deletes_only_what_no_redelivery_needs(
+    database_url: str, db_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "PRUNE_BATCH", 3)  # several batches per statement
+    pool = await create_pool(database_url, db_schema)
+    try:
+        await migrate(pool, db_schema, MIGRATIONS)
+        await pool.execute(
+            "INSERT INTO inbox (event_id, handled_at)"
+            " SELECT 'old-' || n, now() - interval '31 days' FROM generate_series(1, 7) n"
+            " UNION ALL SELECT 'new-' || n, now() - interval '29 days' FROM generate_series(1, 2) n"
+        )
+        await pool.execute(
+            "INSERT INTO outbox (source_id, event_id, event_type, body, created_at, published_at)"
+            " VALUES ('s', 'published-old', 't', '', now() - interval '40 days',"
+            "         now() - interval '40 days'),"
+            "        ('s', 'published-new', 't', '', now() - interval '2 days', now()),"
+            "        ('s', 'never-published', 't', '', now() - interval '40 days', NULL)"
+        )
+        await pool.execute(
+            "INSERT INTO things (id, n) SELECT 't' || n, n FROM generate_series(1, 5) n"
+        )
+        extra = [
+            "DELETE FROM things WHERE ctid = ANY(ARRAY(SELECT ctid FROM things"
+            " WHERE n <= $1 - 27 LIMIT $2))"
+        ]  # n <= 3 for 30 days
+        assert await db.prune(pool, 30, extra) == 7 + 1 + 3
+        inbox = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM inbox")}
+        assert inbox == {"new-1", "new-2"}
+        outbox = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM outbox")}
+        assert outbox == {"published-new", "never-published"}
+        assert await pool.fetchval("SELECT count(*) FROM things") == 2
+        assert await db.prune(pool, 30, extra) == 0
+    finally:
+        await pool.close()
+
+
+def test_retention_below_metas_retry_horizon_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import DatabaseSettings, SettingsError, load_settings
+
+    monkeypatch.setenv("RETENTION_DAYS", "7")
+    with pytest.raises(SettingsError, match="RETENTION_DAYS is invalid"):
+        load_settings(DatabaseSettings)
