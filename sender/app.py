@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from sender.batching import HeldConnections
 from sender.graph import AiohttpGraphClient, GraphClient
 from sender.handlers import Deps, SenderConfig, handle_send, handle_status
 from sender.metrics import SenderMetrics
@@ -81,12 +82,13 @@ def _aiohttp_graph(settings: Settings) -> GraphClient:
 def sender_context(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         bus, pool = app[BUS_KEY], app[POOL_KEY]
-        store = PostgresStore(pool)
+        held = HeldConnections(pool)
+        relay = OutboxRelay(pool, bus, held=held)
+        store = PostgresStore(pool, held=held, outbox_written=relay.notify)
         graph = app.get(GRAPH_FACTORY_KEY, _aiohttp_graph)(settings)
         if isinstance(graph, AiohttpGraphClient):
             await graph.start()
         metrics = app[METRICS_KEY]
-        relay = OutboxRelay(pool, bus)
         relay.start()
         circuits = Circuits(settings.SENDER_CIRCUIT_PROBE_SECONDS)
         for number in await store.open_circuits():
@@ -160,6 +162,7 @@ def sender_context(settings: Settings) -> Callable[[web.Application], AsyncItera
             await consumer.stop(grace=settings.SHUTDOWN_GRACE_SECONDS)
         await deps.pacers.close()
         await relay.stop()
+        await held.close()
         if isinstance(graph, AiohttpGraphClient):
             await graph.close()
 

@@ -1,14 +1,24 @@
 """Group commit: calls made while a batch is running are sent together as the next batch.
 
-No timer: a lone call runs at once (no added latency when idle); under load the calls that
-pile up during one round trip share the next, so one statement serves many messages.
+No timer by default: a lone call runs at once (no added latency when idle); under load the
+calls that pile up during one round trip share the next, so one statement serves many messages.
+With ``delay``, a batch waits that long for company first (for calls that are in no hurry).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
+
+from shared.db import Pool
+
+if TYPE_CHECKING:
+    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
+
+    PoolConnection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,8 +31,10 @@ class Batcher(Generic[T, R]):
         *,
         max_size: int = 256,
         parallel: int = 2,
+        delay: float = 0.0,
     ) -> None:
         self._run = run
+        self._delay = delay
         self._max_size = max_size
         self._parallel = parallel
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
@@ -32,22 +44,68 @@ class Batcher(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if len(self._runners) < self._parallel:
-            task = asyncio.get_running_loop().create_task(self._drain())
-            self._runners.add(task)
-            task.add_done_callback(self._runners.discard)
+            self._runners.add(asyncio.get_running_loop().create_task(self._drain()))
         return await future
 
     async def _drain(self) -> None:
-        while self._pending:
-            batch = self._pending[: self._max_size]
-            del self._pending[: self._max_size]
-            try:
-                results = await self._run([item for item, _ in batch])
-            except Exception as error:  # every caller of the batch sees it
-                for _, future in batch:
+        task = asyncio.current_task()
+        try:
+            while True:
+                if self._delay > 0:
+                    await asyncio.sleep(self._delay)
+                if not self._pending:
+                    return
+                batch = self._pending[: self._max_size]
+                del self._pending[: self._max_size]
+                try:
+                    results = await self._run([item for item, _ in batch])
+                except Exception as error:  # every caller of the batch sees it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
-                        future.set_exception(error)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+                        future.set_result(result)
+        finally:
+            # In the same step as the last look at _pending: a call made after it finds no
+            # runner and starts one (a done callback would come a step later, leaving a gap).
+            if task is not None:
+                self._runners.discard(task)
+
+
+class HeldConnections:
+    """Connections kept out of the pool for the group-commit statements.
+
+    asyncpg resets a pooled connection at every release (``RESET ALL``, ``UNLISTEN *``, ...: one
+    more round trip, as costly as the statement itself). The batched statements leave no session
+    state behind, so their connections are taken from the pool once and reused; one that fails
+    (or is cancelled) goes back to the pool, which resets or replaces it.
+    """
+
+    def __init__(self, pool: Pool, *, keep: int = 3) -> None:
+        self.pool = pool
+        # At most this many are kept between statements (the rest of the pool serves the other
+        # work: statuses, retries, the relay); more at once are borrowed and given back.
+        self.keep = keep
+        self._free: list[PoolConnection] = []
+        self._closed = False
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[PoolConnection]:
+        conn = self._free.pop() if self._free else await self.pool.acquire()
+        try:
+            yield conn
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        if self._closed or len(self._free) >= self.keep:
+            await self.pool.release(conn)
+        else:
+            self._free.append(conn)
+
+    async def close(self) -> None:
+        """Give the connections back (before the pool closes: it waits for them)."""
+        self._closed = True
+        while self._free:
+            await self.pool.release(self._free.pop())

@@ -28,9 +28,17 @@ from datetime import UTC, datetime, timedelta
 
 from sender.graph import Accepted, GraphApiError, GraphClient, GraphUnavailable, MediaGone
 from sender.metrics import SenderMetrics
-from sender.pacing import Circuit, Circuits, Pacers, PairLimiter
+from sender.pacing import Circuit, Circuits, NumberPacer, Pacers, PairLimiter
 from sender.policy import MAINTENANCE, Action, backoff, classify, needs_alert
-from sender.store import ACCEPTED_RANK, FAILED_RANK, RANKS, LogRow, NewMessage, SenderStore
+from sender.store import (
+    ACCEPTED_RANK,
+    FAILED_RANK,
+    PATIENT_CLAIM_SECONDS,
+    RANKS,
+    LogRow,
+    NewMessage,
+    SenderStore,
+)
 from sender.validation import Invalid, Prepared, Upload, normalise_recipient, prepare
 from shared.bus import RetryLater
 from shared.events import (
@@ -104,7 +112,7 @@ async def handle_send(deps: Deps, command: SendMessage, attempt: int = 1) -> Non
     now = datetime.now(UTC)
     if attempt == 1:
         age = (now - command.occurred_at).total_seconds()
-        deps.metrics.queue_age.labels(number).observe(max(age, 0.0))
+        deps.metrics.number(number).queue_age.observe(max(age, 0.0))
     valid_until = command.valid_until or (
         command.occurred_at + timedelta(seconds=cfg.validity_seconds)
     )
@@ -134,7 +142,7 @@ async def handle_send(deps: Deps, command: SendMessage, attempt: int = 1) -> Non
         return
     circuit = deps.circuits.for_number(number)
     is_probe, hold = circuit.admit()
-    deps.metrics.circuit.labels(number).set(circuit.value)
+    deps.metrics.number(number).circuit.set(circuit.value)
     if hold > 0:
         deps.metrics.retries.labels(number, "circuit_open").inc()
         _hold(send, "the number's access token is failing; waiting for it to work", hold)
@@ -165,18 +173,21 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
 
     pacer = deps.pacers.for_number(number)
     # The slot is reserved while the claim is made (one round trip less before the call); a
-    # slot not used after all is simply lost, which only ever slows the number down.
+    # slot not used after all goes back to the pacer (or is lost when it came too late).
     early_slot: asyncio.Future[float] | None = None
     waiting_since = time.monotonic()
+    patient = False
     if prepared.upload is None:
-        early_slot = asyncio.ensure_future(pacer.acquire())
+        # Sends queued for the number's slots: this one's claim has time to share a statement.
+        patient = pacer.queued_seconds() > 5 * PATIENT_CLAIM_SECONDS
+        early_slot = pacer.reserve()
     try:
-        claim = await deps.store.claim(send.record, deps.config.lease_seconds)
+        claim = await deps.store.claim(send.record, deps.config.lease_seconds, patient=patient)
     except BaseException:
-        _drop(early_slot)
+        _drop(pacer, early_slot)
         raise
     if claim.outcome != "claimed" or claim.backoff_left > 0:
-        _drop(early_slot)
+        _drop(pacer, early_slot)
     if claim.outcome != "claimed":
         if paired:
             deps.pairs.give_back(number, send.to)
@@ -217,13 +228,14 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
                     slot = await pacer.acquire()
                 waited = time.monotonic() - waiting_since
                 if waited > 0.001:
-                    deps.metrics.rate_limit_wait.labels(number, "number").observe(waited)
+                    deps.metrics.number(number).number_wait.observe(waited)
                 calling = True
                 started = time.perf_counter()
                 try:
                     accepted = await deps.graph.send_message(number, body)
                 finally:
-                    deps.metrics.send_latency.labels(number).observe(time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    deps.metrics.number(number).send_latency.observe(elapsed)
                     calling = False
             except GraphApiError as error:
                 if (
@@ -255,16 +267,16 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
                 return
             break
     except asyncio.CancelledError:
-        _drop(early_slot)
+        _drop(pacer, early_slot)
         if not calling:  # never reached Meta: free the claim for the redelivery
             await asyncio.shield(deps.store.release(send.command_id, "shutdown", None))
         raise
     await _accepted(send, accepted, used_fallback, circuit)
 
 
-def _drop(slot: asyncio.Future[float] | None) -> None:
-    if slot is not None and not slot.done():
-        slot.cancel()
+def _drop(pacer: NumberPacer, slot: asyncio.Future[float] | None) -> None:
+    if slot is not None:
+        pacer.drop(slot)
 
 
 async def _upload(send: _Send, upload: Upload) -> str:
@@ -286,11 +298,12 @@ async def _upload(send: _Send, upload: Upload) -> str:
 
 async def _accepted(send: _Send, accepted: Accepted, used_fallback: bool, circuit: Circuit) -> None:
     deps = send.deps
-    await deps.store.accepted(send.command_id, accepted.wamid)
+    # The MessageSent goes to the outbox with the acceptance (one statement, atomic).
+    wamid = accepted.wamid
+    result = _sent_event(send, wamid, used_fallback) if wamid is not None else None
+    await deps.store.accepted(send.command_id, wamid, result)
     _token_works(send, circuit)
-    deps.metrics.accepted.labels(send.number, send.kind).inc()
-    if accepted.wamid is not None:
-        await deps.publish(_sent_event(send, accepted.wamid, used_fallback))
+    deps.metrics.number(send.number).accepted(send.kind).inc()
 
 
 def _sent_event(send: _Send, wamid: str, used_fallback: bool) -> MessageSent:

@@ -8,14 +8,38 @@ which ``whatsapp_messages_accepted_total`` counts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 AGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600)
 
 
+@dataclass(frozen=True, slots=True)
+class NumberMetrics:
+    """One number's children of the metrics every send touches: ``labels()`` (a lock, a tuple,
+    a dict lookup) cost more than the observations themselves, several times per message."""
+
+    phone_number_id: str
+    queue_age: Histogram
+    circuit: Gauge
+    number_wait: Histogram
+    send_latency: Histogram
+    _accepted: Counter
+    accepted_by_kind: dict[str, Counter] = field(default_factory=dict)
+
+    def accepted(self, kind: str) -> Counter:
+        child = self.accepted_by_kind.get(kind)
+        if child is None:
+            child = self._accepted.labels(self.phone_number_id, kind)
+            self.accepted_by_kind[kind] = child
+        return child
+
+
 class SenderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._numbers: dict[str, NumberMetrics] = {}
         labels = ["phone_number_id", "kind"]
         self.sent = Counter(
             "whatsapp_messages_sent", "Messages Meta reported sent", labels, registry=registry
@@ -86,3 +110,16 @@ class SenderMetrics:
             ["phone_number_id"],
             registry=registry,
         )
+
+    def number(self, phone_number_id: str) -> NumberMetrics:
+        found = self._numbers.get(phone_number_id)
+        if found is None:
+            found = self._numbers[phone_number_id] = NumberMetrics(
+                phone_number_id=phone_number_id,
+                queue_age=self.queue_age.labels(phone_number_id),
+                circuit=self.circuit.labels(phone_number_id),
+                number_wait=self.rate_limit_wait.labels(phone_number_id, "number"),
+                send_latency=self.send_latency.labels(phone_number_id),
+                _accepted=self.accepted,
+            )
+        return found

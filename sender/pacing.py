@@ -125,6 +125,34 @@ class NumberPacer:
                 return slot
             self._missed()
 
+    def reserve(self) -> asyncio.Future[float]:
+        """Like :meth:`acquire`, as a future the pump resolves (no task per send): for a send
+        that has other work to do meanwhile. Check :meth:`missed` on the slot (and
+        :meth:`acquire` again when it is); :meth:`drop` it when it is not used."""
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if not self._waiters:
+            slot = self._take_due(self._clock())
+            if slot is not None:
+                waiter.set_result(slot)
+                return waiter
+        self._waiters.append(waiter)
+        self._start_pump()
+        return waiter
+
+    def drop(self, reserved: asyncio.Future[float]) -> None:
+        """A :meth:`reserve` not used after all: its slot, when it has one, goes to the next."""
+        if not reserved.done():
+            reserved.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(reserved)
+        elif not reserved.cancelled() and reserved.exception() is None:
+            self._slots.appendleft(reserved.result())
+            self._start_pump()
+
+    def queued_seconds(self) -> float:
+        """About how long a send that asks now waits for its slot (the sends queued before it)."""
+        return len(self._waiters) * self.step
+
     def missed(self, slot: float) -> bool:
         """Too late to use this slot now (see the class)."""
         return self._clock() - slot > self.late

@@ -7,15 +7,20 @@ the Graph API call and updated with Meta's answer after it. Status ranks only gr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
-from sender.batching import Batcher
+from sender.batching import Batcher, HeldConnections
+from sender.relay import outbox_columns, outbox_insert
 from shared.db import Pool
-from shared.events import MetaError
+from shared.events import Event, MetaError
+
+if TYPE_CHECKING:
+    from sender.batching import PoolConnection
 
 RANKS: dict[str, int] = {
     "pending": 0,
@@ -29,6 +34,8 @@ RANKS: dict[str, int] = {
 }
 ACCEPTED_RANK = RANKS["accepted"]
 FAILED_RANK = RANKS["failed"]
+# How long a patient claim may wait for others to share its statement (seconds).
+PATIENT_CLAIM_SECONDS = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +85,13 @@ class StatusChange:
 
 
 class SenderStore(Protocol):
-    async def claim(self, message: NewMessage, lease_seconds: float) -> Claim: ...
+    async def claim(
+        self, message: NewMessage, lease_seconds: float, *, patient: bool = False
+    ) -> Claim:
+        """Take the message's log row for a try (see :class:`Claim`). ``patient``: the send
+        waits for its slot longer than :data:`PATIENT_CLAIM_SECONDS` anyway, so the claim may
+        wait that long to share its statement with others."""
+        ...
 
     async def get(self, command_id: str) -> LogRow | None: ...
 
@@ -86,7 +99,11 @@ class SenderStore(Protocol):
 
     async def use_fallback(self, command_id: str) -> None: ...
 
-    async def accepted(self, command_id: str, wamid: str | None) -> None: ...
+    async def accepted(
+        self, command_id: str, wamid: str | None, result: Event | None = None
+    ) -> None:
+        """Record Meta's answer and, atomically with it, ``result`` in the outbox."""
+        ...
 
     async def release(self, command_id: str, reason: str, error: MetaError | None) -> None: ...
 
@@ -149,14 +166,39 @@ def _row(record: Any) -> LogRow:
 
 
 class PostgresStore:
-    def __init__(self, pool: Pool) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        held: HeldConnections | None = None,
+        outbox_written: Callable[[], None] | None = None,
+    ) -> None:
         self.pool = pool
-        # Claims and acceptances are the per-message statements: group-committed under load.
+        # Claims and acceptances are the per-message statements: group-committed under load,
+        # on connections kept for them (see HeldConnections).
+        self._own_held = held is None  # else the caller closes it
+        self._held = held or HeldConnections(pool)
         self._claims: Batcher[tuple[NewMessage, float], Claim] = Batcher(self._claim_batch)
-        self._accepts: Batcher[tuple[str, str | None], None] = Batcher(self._accept_batch)
+        # Under a backlog every send waits for a slot, far longer than this: its claim can wait
+        # for a few more (one statement for a dozen claims instead of one each).
+        self._patient_claims: Batcher[tuple[NewMessage, float], Claim] = Batcher(
+            self._claim_batch, parallel=1, delay=PATIENT_CLAIM_SECONDS
+        )
+        self._accepts: Batcher[tuple[str, str | None, Event | None], None] = Batcher(
+            self._accept_batch
+        )
+        self._outbox_written = outbox_written  # wakes the relay
 
-    async def claim(self, message: NewMessage, lease_seconds: float) -> Claim:
-        return await self._claims.submit((message, lease_seconds))
+    async def close(self) -> None:
+        """Give back the connections kept for the batched statements (before the pool closes)."""
+        if self._own_held:
+            await self._held.close()
+
+    async def claim(
+        self, message: NewMessage, lease_seconds: float, *, patient: bool = False
+    ) -> Claim:
+        batcher = self._patient_claims if patient else self._claims
+        return await batcher.submit((message, lease_seconds))
 
     async def _claim_batch(self, items: list[tuple[NewMessage, float]]) -> list[Claim]:
         unique: dict[str, tuple[NewMessage, float]] = {}
@@ -164,7 +206,17 @@ class PostgresStore:
             unique.setdefault(message.command_id, (message, lease))
         messages = [m for m, _ in unique.values()]
         lease = max(lease for _, lease in unique.values())
-        records = await self.pool.fetch(
+        async with self._held.connection() as conn:
+            return await self._claim_on(conn, items, messages, lease)
+
+    async def _claim_on(
+        self,
+        conn: PoolConnection,
+        items: list[tuple[NewMessage, float]],
+        messages: list[NewMessage],
+        lease: float,
+    ) -> list[Claim]:
+        records = await conn.fetch(
             """
             INSERT INTO messages AS m (command_id, phone_number_id, recipient, kind, command,
                 status, status_rank, attempts, claimed_until, valid_until)
@@ -203,7 +255,7 @@ class PostgresStore:
         others: dict[str, Claim] = {}
         missing = [m.command_id for m in messages if m.command_id not in claimed]
         if missing:
-            rows = await self.pool.fetch(
+            rows = await conn.fetch(
                 f"SELECT {_ROW} FROM messages WHERE command_id = ANY($1::text[])", missing
             )
             for record in rows:
@@ -244,24 +296,24 @@ class PostgresStore:
             _entry(event="fallback_template"),
         )
 
-    async def accepted(self, command_id: str, wamid: str | None) -> None:
-        await self._accepts.submit((command_id, wamid))
+    async def accepted(
+        self, command_id: str, wamid: str | None, result: Event | None = None
+    ) -> None:
+        await self._accepts.submit((command_id, wamid, result))
 
-    async def _accept_batch(self, items: list[tuple[str, str | None]]) -> list[None]:
-        await self.pool.execute(
-            """
-            UPDATE messages m SET
-                status = CASE WHEN m.status_rank < 2 THEN 'accepted' ELSE m.status END,
-                status_rank = GREATEST(m.status_rank, 2), wamid = u.wamid,
-                claimed_until = NULL, updated_at = now(),
-                timeline = m.timeline || jsonb_strip_nulls(jsonb_build_object(
-                    'status', 'accepted', 'at', now(), 'wamid', u.wamid))
-            FROM unnest($1::text[], $2::text[]) AS u(command_id, wamid)
-            WHERE m.command_id = u.command_id
-            """,
-            [c for c, _ in items],
-            [w for _, w in items],
-        )
+    async def _accept_batch(self, items: list[tuple[str, str | None, Event | None]]) -> list[None]:
+        # One statement (one transaction) for the log rows and their result events: the
+        # acceptance and its MessageSent are durable together, in one round trip.
+        events = [e for _, _, e in items if e is not None]
+        async with self._held.connection() as conn:
+            await conn.execute(
+                _ACCEPT_SQL,
+                [c for c, _, _ in items],
+                [w for _, w, _ in items],
+                *outbox_columns(events),
+            )
+        if events and self._outbox_written is not None:
+            self._outbox_written()
         return [None] * len(items)
 
     async def release(self, command_id: str, reason: str, error: MetaError | None) -> None:
@@ -437,6 +489,21 @@ class PostgresStore:
         return float(left)
 
 
+_ACCEPT_SQL = f"""
+WITH accepted AS (
+    UPDATE messages m SET
+        status = CASE WHEN m.status_rank < 2 THEN 'accepted' ELSE m.status END,
+        status_rank = GREATEST(m.status_rank, 2), wamid = u.wamid,
+        claimed_until = NULL, updated_at = now(),
+        timeline = m.timeline || jsonb_strip_nulls(jsonb_build_object(
+            'status', 'accepted', 'at', now(), 'wamid', u.wamid))
+    FROM unnest($1::text[], $2::text[]) AS u(command_id, wamid)
+    WHERE m.command_id = u.command_id
+)
+{outbox_insert(3)}
+"""
+
+
 def _status_reason(error: MetaError | None) -> str | None:
     if error is None:
         return "failed status webhook"
@@ -484,11 +551,16 @@ class FakeStore:
     """The same semantics in memory (unit tests)."""
 
     rows: dict[str, _Row] = field(default_factory=dict)
+    outbox: list[Event] = field(default_factory=list)  # result events written with a row
+    patient_claims: int = 0
     slots: dict[str, float] = field(default_factory=dict)
     circuits: dict[str, tuple[str, int]] = field(default_factory=dict)
     backoffs: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
 
-    async def claim(self, message: NewMessage, lease_seconds: float) -> Claim:
+    async def claim(
+        self, message: NewMessage, lease_seconds: float, *, patient: bool = False
+    ) -> Claim:
+        self.patient_claims += patient
         now = time.monotonic()
         row = self.rows.get(message.command_id)
         if row is None:
@@ -516,12 +588,16 @@ class FakeStore:
     async def use_fallback(self, command_id: str) -> None:
         self.rows[command_id].used_fallback = True
 
-    async def accepted(self, command_id: str, wamid: str | None) -> None:
+    async def accepted(
+        self, command_id: str, wamid: str | None, result: Event | None = None
+    ) -> None:
         row = self.rows[command_id]
         if row.rank < ACCEPTED_RANK:
             row.status, row.rank = "accepted", ACCEPTED_RANK
         row.wamid = wamid
         row.timeline.append({"status": "accepted"})
+        if result is not None:
+            self.outbox.append(result)
 
     async def release(self, command_id: str, reason: str, error: MetaError | None) -> None:
         row = self.rows[command_id]

@@ -31,6 +31,7 @@ class World:
         async def publish(event: Event) -> None:
             self.published.append(event)
 
+        self.store.outbox = self.published  # results written with the log row
         self.deps = Deps(
             graph=self.graph,
             store=self.store,

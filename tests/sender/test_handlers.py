@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from shared.events import (
     MetaError,
     SendMessage,
 )
+from tests.helpers import wait_for
 from tests.sender.fakes import NUMBER, TO, World, text
 
 
@@ -374,3 +376,18 @@ async def test_mark_read_has_no_pair_limit_and_no_sent_event() -> None:
         "typing_indicator": {"type": "text"},
     }
     assert w.of(MessageSent) == []
+
+
+async def test_claims_wait_to_share_a_statement_only_when_sends_are_queued() -> None:
+    w = World()
+    await handle_send(w.deps, text())
+    assert w.store.patient_claims == 0  # idle: the claim goes at once
+    pacer = w.deps.pacers.for_number(NUMBER)
+    queued = [pacer.reserve() for _ in range(200)]  # 0.2 s of sends ahead at 1,000/s
+    send = asyncio.ensure_future(handle_send(w.deps, text()))
+    await wait_for(lambda: w.store.patient_claims == 1, message="a patient claim")
+    for reservation in queued:
+        pacer.drop(reservation)
+    await send
+    assert len(w.of(MessageSent)) == 2
+    await pacer.close()

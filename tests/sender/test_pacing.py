@@ -136,6 +136,27 @@ async def test_a_cancelled_send_hands_its_slot_to_the_next() -> None:
     await pacer.close()
 
 
+async def test_a_reservation_dropped_before_its_slot_takes_none() -> None:
+    pacer = NumberPacer(ClockStore(), NUMBER, rate=5.0)
+    first = pacer.reserve()
+    second = pacer.reserve()
+    await first
+    pacer.drop(second)  # not handed a slot yet: it leaves the queue
+    assert second.cancelled()
+    third = await pacer.acquire()
+    assert third - first.result() == pytest.approx(1 / 5)
+    await pacer.close()
+
+
+async def test_a_reservation_dropped_with_its_slot_gives_it_to_the_next() -> None:
+    pacer = NumberPacer(ClockStore(), NUMBER, rate=5.0, burst_seconds=1.0)
+    first = pacer.reserve()
+    slot = await first
+    pacer.drop(first)  # the claim said "done": the send does not happen
+    assert await pacer.acquire() == slot
+    await pacer.close()
+
+
 async def test_a_store_failure_reaches_the_waiting_sends() -> None:
     class Down:
         async def reserve_slots(

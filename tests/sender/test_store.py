@@ -1,0 +1,129 @@
+"""The PostgreSQL store and the outbox relay on a real database and broker: the acceptance and
+its result event written together, connections kept for the batched statements, relay batches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sender.batching import HeldConnections
+from sender.relay import OutboxRelay
+from sender.store import NewMessage, PostgresStore
+from shared.bus import Bus, Delivery, QueueSpec
+from shared.db import Pool, create_pool, load_migrations, migrate
+from shared.events import Event, MessageSent, parse_event, stable_id
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def pool(database_url: str, db_schema: str) -> AsyncIterator[Pool]:
+    pool = await create_pool(database_url, db_schema, max_size=4)
+    await migrate(pool, db_schema, load_migrations("sender"))
+    yield pool
+    await asyncio.wait_for(pool.close(), 10)  # hangs if a held connection was not given back
+
+
+@pytest.fixture
+async def held(pool: Pool) -> AsyncIterator[HeldConnections]:
+    held = HeldConnections(pool)
+    yield held
+    await held.close()
+
+
+def message(n: int) -> NewMessage:
+    return NewMessage(
+        command_id=f"cmd-{n}",
+        phone_number_id="100000000000001",
+        recipient=f"+54911000000{n:02d}",
+        kind="text",
+        command_json="{}",
+        valid_until=datetime.now(UTC) + timedelta(hours=1),
+    )
+
+
+def sent(n: int) -> MessageSent:
+    return MessageSent(
+        event_id=stable_id(f"cmd-{n}", "accepted"),
+        command_id=f"cmd-{n}",
+        wamid=f"wamid.{n}",
+        to=f"+54911000000{n:02d}",
+        phone_number_id="100000000000001",
+        kind="text",
+    )
+
+
+async def test_acceptance_and_its_result_are_written_in_one_statement(
+    pool: Pool, held: HeldConnections
+) -> None:
+    written: list[int] = []
+    store = PostgresStore(pool, held=held, outbox_written=lambda: written.append(1))
+    for n in range(3):
+        claim = await store.claim(message(n), 30.0)
+        assert claim.outcome == "claimed"
+    await asyncio.gather(
+        store.accepted("cmd-0", "wamid.0", sent(0)),
+        store.accepted("cmd-1", "wamid.1", sent(1)),
+        store.accepted("cmd-2", None, None),  # a read receipt: no result event
+    )
+    rows = {r["command_id"]: r for r in await pool.fetch("SELECT * FROM messages")}
+    assert [rows[f"cmd-{n}"]["status"] for n in range(3)] == ["accepted"] * 3
+    assert rows["cmd-0"]["wamid"] == "wamid.0" and rows["cmd-2"]["wamid"] is None
+    outbox = await pool.fetch("SELECT event_id, event_type, body FROM outbox ORDER BY id")
+    assert [r["event_id"] for r in outbox] == [sent(0).event_id, sent(1).event_id]
+    event = parse_event(outbox[0]["event_type"], bytes(outbox[0]["body"]))
+    assert isinstance(event, MessageSent) and event.wamid == "wamid.0"
+    assert written  # the relay was woken
+    # The same result again (a redelivered command) is not a second row.
+    await store.accepted("cmd-0", "wamid.0", sent(0))
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 2
+
+
+async def test_held_connections_are_reused_and_given_back(pool: Pool) -> None:
+    held = HeldConnections(pool, keep=1)
+    async with held.connection() as conn:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+    async with held.connection() as conn:  # the same one, not back through the pool
+        assert await conn.fetchval("SELECT pg_backend_pid()") == pid
+    with pytest.raises(Exception, match="division by zero"):
+        async with held.connection() as conn:
+            await conn.execute("SELECT 1 / 0")
+    # A failed statement's connection went back to the pool (reset there): none held now.
+    async with held.connection() as conn:
+        assert await conn.fetchval("SELECT 1") == 1
+    await held.close()
+    async with held.connection() as conn:  # after close: borrowed and given back at once
+        await conn.fetchval("SELECT 1")
+    # The pool fixture's close() would hang if any connection were still out.
+
+
+async def test_relay_publishes_rows_written_together_in_one_transaction(
+    pool: Pool, bus: Bus
+) -> None:
+    received: list[Event] = []
+
+    async def collect(event: Event, delivery: Delivery) -> None:
+        received.append(event)
+
+    await bus.consume(QueueSpec("observer", [MessageSent.TYPE], retry_tiers_ms=(100,)), collect)
+    # A long gathering time, so that the test does not depend on how fast the inserts go, and
+    # no polling pass while it runs.
+    relay = OutboxRelay(pool, bus, gather_seconds=0.5, idle_seconds=60)
+    relay.start()
+    try:
+        await relay.publish(sent(99))  # the workers are past their start-up pass once it is out
+        await wait_for(lambda: len(received) == 1, timeout=10, message="the first event")
+        before = relay.transactions
+        await asyncio.gather(*(relay.publish(sent(n)) for n in range(20)))
+        await wait_for(lambda: len(received) == 21, timeout=10, message="20 more events")
+        expected = sorted(sent(n).event_id for n in [*range(20), 99])
+        assert sorted(e.event_id for e in received) == expected
+        assert relay.transactions == before + 1
+        left = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        assert left == 0
+    finally:
+        await relay.stop()
