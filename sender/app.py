@@ -15,7 +15,7 @@ from sender.metrics import SenderMetrics
 from sender.pacing import Circuits, Pacers, PairLimiter
 from sender.relay import OutboxRelay
 from sender.settings import Settings
-from sender.store import PostgresStore
+from sender.store import PRUNING, PostgresStore
 from shared.bus import Consumer, Delivery, QueueSpec
 from shared.events import Event, MessageStatus, SendMessage
 from shared.logs import fields
@@ -180,6 +180,8 @@ def create_app(
         app[GRAPH_FACTORY_KEY] = graph_factory
     add_ops_routes(app, registry, {})
     app.cleanup_ctx.append(bus_context(settings, settings.STARTUP_TIMEOUT_SECONDS))
-    app.cleanup_ctx.append(database_context(settings, "sender", settings.STARTUP_TIMEOUT_SECONDS))
+    app.cleanup_ctx.append(
+        database_context(settings, "sender", settings.STARTUP_TIMEOUT_SECONDS, pruning=PRUNING)
+    )
     app.cleanup_ctx.append(sender_context(settings))
     return app

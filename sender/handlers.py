@@ -306,9 +306,17 @@ async def _accepted(send: _Send, accepted: Accepted, used_fallback: bool, circui
     deps.metrics.number(send.number).accepted(send.kind).inc()
 
 
+def sent_event_id(command_id: str, used_fallback: bool) -> str:
+    """A command's MessageSent id. The fallback template's send has its own: when Meta reports the
+    window closed only after accepting the first send (a failed status), both are published."""
+    if used_fallback:
+        return stable_id(command_id, "accepted", "fallback")
+    return stable_id(command_id, "accepted")
+
+
 def _sent_event(send: _Send, wamid: str, used_fallback: bool) -> MessageSent:
     return MessageSent(
-        event_id=stable_id(send.command_id, "accepted"),
+        event_id=sent_event_id(send.command_id, used_fallback),
         correlation_id=send.command.correlation_id or send.command_id,
         command_id=send.command_id,
         wamid=wamid,
@@ -528,7 +536,7 @@ async def _adopt(deps: Deps, event: MessageStatus) -> bool:
     )
     await deps.publish(
         MessageSent(
-            event_id=stable_id(row.command_id, "accepted"),
+            event_id=sent_event_id(row.command_id, row.used_fallback),
             correlation_id=row.command_id,
             command_id=row.command_id,
             wamid=event.wamid,
@@ -542,6 +550,28 @@ async def _adopt(deps: Deps, event: MessageStatus) -> bool:
     return True
 
 
+async def _fall_back_late(deps: Deps, event: MessageStatus, attempt: int) -> bool:
+    """131047 in a failed status, after Meta accepted the send (how Meta usually reports it): the
+    command's fallback template goes out as for a 131047 answer. True when the status is handled
+    so (a retry of this status drives the same send on: it is idempotent)."""
+    found = await deps.store.reopen_for_fallback(event.wamid, event.errors[0])
+    if found is None:
+        return False  # no fallback template (or not logged yet): the usual failed path
+    command_json, reopened = found
+    command = SendMessage.model_validate_json(command_json)
+    if reopened:
+        number = command.phone_number_id or deps.config.default_number
+        deps.metrics.retries.labels(number, "131047_fallback").inc()
+        log.info(
+            "outside the 24 h window (reported after acceptance): sending the fallback template",
+            extra=fields(command_id=command.event_id, wamid=event.wamid),
+        )
+    # The send's own path (pacing, pair limit, claim, idempotency); a RetryLater from it puts
+    # this status back, and its next try finds the send done or drives it on.
+    await handle_send(deps, command, attempt + 1)
+    return True
+
+
 COUNTED = (("sent", RANKS["sent"]), ("delivered", RANKS["delivered"]), ("read", RANKS["read"]))
 
 
@@ -551,7 +581,16 @@ async def handle_status(deps: Deps, event: MessageStatus, attempt: int = 1) -> N
     if rank is None or rank <= ACCEPTED_RANK:
         return  # deleted, warning, or something new: nothing to move
     error = event.errors[0] if event.errors else None
+    window_closed = error is not None and classify(error.code) is Action.WINDOW
+    if status == "failed" and window_closed and await _fall_back_late(deps, event, attempt):
+        return
     change = await deps.store.apply_status(event.wamid, status, event.timestamp, error)
+    if change is None and await deps.store.superseded(event.wamid):
+        log.info(
+            "status for a send replaced by its fallback template: ignored",
+            extra=fields(wamid=event.wamid, status=status),
+        )
+        return
     if change is None and event.recipient.wa_id:
         adopted = await _adopt(deps, event)
         if adopted:

@@ -34,6 +34,18 @@ RANKS: dict[str, int] = {
 }
 ACCEPTED_RANK = RANKS["accepted"]
 FAILED_RANK = RANKS["failed"]
+# Retention (shared.db.prune, $1 = RETENTION_DAYS, $2 = batch): log rows untouched for that long
+# whose validity ended as long ago (no redelivery of their command can come any more), and the
+# superseded wamids and recipient backoffs of that age.
+PRUNING = (
+    "DELETE FROM messages WHERE ctid = ANY(ARRAY(SELECT ctid FROM messages"
+    " WHERE updated_at < now() - $1 * interval '1 day'"
+    " AND valid_until < now() - $1 * interval '1 day' LIMIT $2))",
+    "DELETE FROM superseded_wamids WHERE ctid = ANY(ARRAY(SELECT ctid FROM superseded_wamids"
+    " WHERE at < now() - $1 * interval '1 day' LIMIT $2))",
+    "DELETE FROM recipient_backoff WHERE ctid = ANY(ARRAY(SELECT ctid FROM recipient_backoff"
+    " WHERE until < now() - $1 * interval '1 day' LIMIT $2))",
+)
 # How long a patient claim may wait for others to share its statement (seconds).
 PATIENT_CLAIM_SECONDS = 0.02
 
@@ -114,6 +126,17 @@ class SenderStore(Protocol):
     ) -> StatusChange | None: ...
 
     async def adopt(self, wamid: str, phone_number_id: str, recipient: str) -> LogRow | None: ...
+
+    async def reopen_for_fallback(self, wamid: str, error: MetaError) -> tuple[str, bool] | None:
+        """Meta accepted ``wamid`` and then reported it outside the 24 h window (131047): when
+        its command has a fallback template not yet used, put the message back to be sent with
+        it (the wamid is kept as superseded). The command's JSON and whether it was reopened
+        now (False: done before for this wamid); None when there is nothing to fall back to."""
+        ...
+
+    async def superseded(self, wamid: str) -> bool:
+        """Whether ``wamid`` was replaced by a fallback template's send."""
+        ...
 
     async def reserve_slots(
         self, phone_number_id: str, count: int, rate: float, backdate: float
@@ -412,6 +435,44 @@ class PostgresStore:
         )
         return _row(record) if record is not None else None
 
+    async def reopen_for_fallback(self, wamid: str, error: MetaError) -> tuple[str, bool] | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # The one transition back: accepted (or sent) to pending, for the fallback's send.
+            record = await conn.fetchrow(
+                """
+                UPDATE messages SET status = 'pending', status_rank = 0, wamid = NULL,
+                    used_fallback = true, claimed_until = NULL, error = $2::jsonb,
+                    reason = 'outside the 24-hour window (131047): sending the fallback template',
+                    updated_at = now(), timeline = timeline || $3::jsonb
+                WHERE wamid = $1 AND NOT used_fallback AND status_rank IN (2, 3)
+                    AND jsonb_typeof(command -> 'fallback_template') = 'object'
+                RETURNING command_id, command::text AS command
+                """,
+                wamid,
+                _error_json(error),
+                _entry(event="fallback_template", wamid=wamid, code=error.code),
+            )
+            if record is not None:
+                await conn.execute(
+                    "INSERT INTO superseded_wamids (wamid, command_id) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING",
+                    wamid,
+                    record["command_id"],
+                )
+                return str(record["command"]), True
+            command = await conn.fetchval(
+                "SELECT m.command::text FROM superseded_wamids s"
+                " JOIN messages m ON m.command_id = s.command_id WHERE s.wamid = $1",
+                wamid,
+            )
+            return (str(command), False) if command is not None else None
+
+    async def superseded(self, wamid: str) -> bool:
+        found = await self.pool.fetchval(
+            "SELECT true FROM superseded_wamids WHERE wamid = $1", wamid
+        )
+        return bool(found)
+
     async def reserve_slots(
         self, phone_number_id: str, count: int, rate: float, backdate: float
     ) -> tuple[float, float]:
@@ -556,6 +617,7 @@ class FakeStore:
     slots: dict[str, float] = field(default_factory=dict)
     circuits: dict[str, tuple[str, int]] = field(default_factory=dict)
     backoffs: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
+    superseded_wamids: dict[str, str] = field(default_factory=dict)
 
     async def claim(
         self, message: NewMessage, lease_seconds: float, *, patient: bool = False
@@ -644,6 +706,21 @@ class FakeStore:
         row = found[0]
         row.wamid, row.status, row.rank = wamid, "accepted", ACCEPTED_RANK
         return row.view()
+
+    async def reopen_for_fallback(self, wamid: str, error: MetaError) -> tuple[str, bool] | None:
+        reopened = False
+        row = next((r for r in self.rows.values() if r.wamid == wamid), None)
+        if row is not None and not row.used_fallback and row.rank in (2, 3):
+            command = orjson.loads(row.message.command_json)
+            if isinstance(command.get("fallback_template"), dict):
+                row.status, row.rank, row.wamid, row.error = "pending", 0, None, error
+                row.used_fallback = reopened = True
+                self.superseded_wamids[wamid] = row.message.command_id
+        command_id = self.superseded_wamids.get(wamid)
+        return (self.rows[command_id].message.command_json, reopened) if command_id else None
+
+    async def superseded(self, wamid: str) -> bool:
+        return wamid in self.superseded_wamids
 
     async def reserve_slots(
         self, phone_number_id: str, count: int, rate: float, backdate: float

@@ -156,6 +156,47 @@ async def test_outside_window_without_fallback_fails() -> None:
     assert "24-hour" in failed.reason and "no fallback" in failed.reason
 
 
+async def test_window_closed_reported_after_acceptance_sends_the_fallback() -> None:
+    # How Meta usually says it: the send is accepted, then a failed status carries 131047.
+    w = World()
+    cmd = text(fallback_template={"name": "hello_world", "language": "en_US"})
+    await handle_send(w.deps, cmd)
+    [first] = w.of(MessageSent)
+    assert not first.used_fallback_template
+    window_closed = status(first.wamid, "failed", 131047)
+    await handle_status(w.deps, window_closed)
+    assert [body["type"] for _, body in w.graph.sent] == ["text", "template"]
+    _, second = w.of(MessageSent)
+    assert second.used_fallback_template and second.wamid != first.wamid
+    assert second.event_id != first.event_id and second.command_id == cmd.event_id
+    # Meta repeats the status, and reports on the old wamid: nothing more goes out.
+    await handle_status(w.deps, window_closed, attempt=2)
+    await handle_status(w.deps, status(first.wamid, "read"))
+    assert len(w.graph.sent) == 2 and w.of(MessageFailed) == []
+    for name in ("sent", "delivered"):
+        await handle_status(w.deps, status(second.wamid, name))
+    row = await w.store.get(cmd.event_id)
+    assert row is not None and row.status == "delivered" and row.wamid == second.wamid
+    labels = {"phone_number_id": NUMBER, "kind": "text"}
+    assert w.metric("whatsapp_messages_delivered_total", **labels) == 1
+    assert w.metric("whatsapp_messages_failed_total", **labels, error_code="131047") == 0
+    assert (
+        w.metric("whatsapp_send_retries_total", phone_number_id=NUMBER, reason="131047_fallback")
+        == 1
+    )
+
+
+async def test_window_closed_after_acceptance_without_fallback_fails() -> None:
+    w = World()
+    cmd = text()
+    await handle_send(w.deps, cmd)
+    wamid = w.of(MessageSent)[0].wamid
+    await handle_status(w.deps, status(wamid, "failed", 131047))
+    [failed] = w.of(MessageFailed)
+    assert failed.wamid == wamid and failed.error is not None and failed.error.code == 131047
+    assert len(w.graph.sent) == 1
+
+
 async def test_pair_limit_backs_off_only_that_recipient() -> None:
     w = World()
     w.graph.then(meta_error(131056))

@@ -463,6 +463,45 @@ async def test_failed_status_after_acceptance_is_final(
     assert stack.metric(sender, "whatsapp_messages_sent_total", **LABELS) == 0
 
 
+@pytest.mark.parametrize("sandbox_overrides", [{"duplicate_webhooks": True}])
+async def test_window_closed_reported_in_a_status_sends_the_fallback_template(
+    stack: Stack, sender: web.Application
+) -> None:
+    fallback = {
+        "name": "reengage_customer",
+        "language": "es_AR",
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}],
+    }
+    # Meta accepts the text, then reports 131047 in a failed status webhook (sent twice here).
+    await stack.fault(recipient=PHONE, async_failure_code=131047, count=1)
+    command = await stack.publish(text("hola", fallback_template=fallback))
+    sends = await wait_for(
+        lambda: (
+            len(stack.of(MessageSent, command.event_id)) == 2
+            and stack.of(MessageSent, command.event_id)
+        ),
+        message="the text's and the fallback template's results",
+    )
+    first, second = sorted(sends, key=lambda sent: sent.used_fallback_template)
+    assert not first.used_fallback_template and second.used_fallback_template
+    [record] = await wait_for(lambda: stack.phone(PHONE), message="the template on the phone")
+    assert record["type"] == "template" and record["wamid"] == second.wamid
+    for name in ("sent", "delivered", "read"):
+        await wait_for(counted(stack, sender, name, 1), message=f"{name} counted")
+    await wait_for(lambda: _webhooks_done(stack), message="every webhook delivered")
+    row = await deps_of(sender).store.get(command.event_id)
+    assert row is not None and row.status == "read" and row.wamid == second.wamid
+    assert row.used_fallback
+    assert stack.of(MessageFailed, command.event_id) == []
+    assert len(await stack.phone(PHONE)) == 1
+    assert (
+        stack.metric(
+            sender, "whatsapp_send_retries_total", phone_number_id=NUMBER, reason="131047_fallback"
+        )
+        == 1
+    )
+
+
 @pytest.mark.parametrize(
     "sandbox_overrides", [{"duplicate_webhooks": True, "reorder_webhooks": True}]
 )

@@ -11,9 +11,9 @@ import pytest
 
 from sender.batching import HeldConnections
 from sender.relay import OutboxRelay
-from sender.store import NewMessage, PostgresStore
+from sender.store import PRUNING, NewMessage, PostgresStore
 from shared.bus import Bus, Delivery, QueueSpec
-from shared.db import Pool, create_pool, load_migrations, migrate
+from shared.db import Pool, create_pool, load_migrations, migrate, prune
 from shared.events import Event, MessageSent, parse_event, stable_id
 from tests.helpers import wait_for
 
@@ -127,3 +127,31 @@ async def test_relay_publishes_rows_written_together_in_one_transaction(
         assert left == 0
     finally:
         await relay.stop()
+
+
+async def test_retention_deletes_only_settled_old_log_rows(pool: Pool) -> None:
+    await pool.execute(
+        "INSERT INTO messages (command_id, phone_number_id, recipient, kind, command, status,"
+        " status_rank, valid_until, updated_at) VALUES"
+        " ('old', 'n', '+1', 'text', '{}', 'read', 5, now() - interval '40 days',"
+        "  now() - interval '40 days'),"
+        " ('recent', 'n', '+1', 'text', '{}', 'read', 5, now() - interval '40 days', now()),"
+        # Still valid (a long validity): its command may yet be redelivered.
+        " ('valid', 'n', '+1', 'text', '{}', 'pending', 0, now() + interval '1 day',"
+        "  now() - interval '40 days')"
+    )
+    await pool.execute(
+        "INSERT INTO superseded_wamids (wamid, command_id, at) VALUES"
+        " ('wamid.old', 'old', now() - interval '40 days'), ('wamid.new', 'recent', now())"
+    )
+    await pool.execute(
+        "INSERT INTO recipient_backoff (phone_number_id, recipient, until) VALUES"
+        " ('n', '+1', now() - interval '40 days'), ('n', '+2', now() + interval '1 minute')"
+    )
+    assert await prune(pool, 30, PRUNING) == 3
+    assert {r["command_id"] for r in await pool.fetch("SELECT command_id FROM messages")} == {
+        "recent",
+        "valid",
+    }
+    assert await pool.fetchval("SELECT array_agg(wamid) FROM superseded_wamids") == ["wamid.new"]
+    assert await pool.fetchval("SELECT array_agg(recipient) FROM recipient_backoff") == ["+2"]
