@@ -20,6 +20,7 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
 from gateway.workers import RESTART_LIMIT
+from shared.bus import Bus
 from shared.events import InboundMessage
 from tests.gateway.conftest import Collector
 from tests.gateway.payloads import SECRET, VERIFY_TOKEN, dumps, message, sign, value, webhook
@@ -145,7 +146,10 @@ def metrics_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def tree(rabbitmq_url: str, bus_prefix: str, metrics_dir: Path) -> AsyncIterator[GatewayTree]:
+async def tree(
+    rabbitmq_url: str, bus_prefix: str, metrics_dir: Path, bus: Bus
+) -> AsyncIterator[GatewayTree]:
+    # ``bus``: its teardown deletes what the workers declared on the prefix.
     gateway = GatewayTree(rabbitmq_url, bus_prefix, metrics_dir)
     try:
         await gateway.serving()

@@ -16,6 +16,7 @@ import pytest
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.events import EmailDelivered, ErrorReported, Event, stable_id
 from tests.helpers import wait_for
+from tests.shared.crash_consumer import SPEC as CRASH_SPEC
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,7 @@ async def test_killed_consumer_is_replaced_and_the_effect_happens_once(
         copies.append(event.event_id)
 
     await bus.consume(QueueSpec(service="watch", routing_keys=[EmailDelivered.TYPE]), watch)
+    bus.declared.append(CRASH_SPEC)  # declared by the consumer process: deleted with the bus
     first = await start_consumer(rabbitmq_url, bus_prefix, database_url, db_schema, point)
     original = ErrorReported(service="test", error_type="Original", message="hola")
     await bus.publish(original)
