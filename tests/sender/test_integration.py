@@ -29,6 +29,14 @@ def counted(stack: Stack, app: web.Application, name: str, n: int) -> Callable[[
     return lambda: stack.metric(app, f"whatsapp_messages_{name}_total", **LABELS) == n
 
 
+# An approved template of the sandbox's, for sends outside the 24-hour window.
+REENGAGE = {
+    "name": "reengage_customer",
+    "language": "es_AR",
+    "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}],
+}
+
+
 def text(body: str = "hola", to: str = PHONE, **kw: Any) -> SendMessage:
     return cmd({"kind": "text", "body": body}, to=to, **kw)
 
@@ -341,12 +349,7 @@ async def test_pair_limit_backs_off_that_recipient_only(
 async def test_outside_window_fallback_template_or_failed(
     stack: Stack, sender: web.Application
 ) -> None:
-    fallback = {
-        "name": "reengage_customer",
-        "language": "es_AR",
-        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}],
-    }
-    with_fallback = await stack.publish(text("hola", fallback_template=fallback))
+    with_fallback = await stack.publish(text("hola", fallback_template=REENGAGE))
     sent = await stack.sent(with_fallback)
     assert sent.used_fallback_template
     [record] = await stack.phone(PHONE)
@@ -467,14 +470,9 @@ async def test_failed_status_after_acceptance_is_final(
 async def test_window_closed_reported_in_a_status_sends_the_fallback_template(
     stack: Stack, sender: web.Application
 ) -> None:
-    fallback = {
-        "name": "reengage_customer",
-        "language": "es_AR",
-        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}],
-    }
     # Meta accepts the text, then reports 131047 in a failed status webhook (sent twice here).
     await stack.fault(recipient=PHONE, async_failure_code=131047, count=1)
-    command = await stack.publish(text("hola", fallback_template=fallback))
+    command = await stack.publish(text("hola", fallback_template=REENGAGE))
     sends = await wait_for(
         lambda: (
             len(stack.of(MessageSent, command.event_id)) == 2
