@@ -106,7 +106,15 @@ class Supervisor:
         self.metrics_dir = Path(given or tempfile.mkdtemp(prefix="mensajero-gateway-metrics-"))
 
     def run(self) -> int:
-        self._reset_metrics()
+        try:
+            self._reset_metrics()
+        except OSError as error:
+            print(
+                f"gateway: {MULTIPROC_ENV} ({self.metrics_dir}) is not a writable directory:"
+                f" {error.strerror or error}",
+                file=sys.stderr,
+            )
+            return CONFIG_EXIT
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info(

@@ -281,3 +281,22 @@ def test_workers_setting_is_checked_at_start() -> None:
     )
     assert result.returncode == 2
     assert "GATEWAY_WORKERS" in result.stderr
+
+
+def test_unwritable_metrics_directory_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = {
+        **os.environ,
+        "META_WA_APP_SECRET": "s",
+        "META_WA_VERIFY_TOKEN": "v",
+        "GATEWAY_WORKERS": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(blocker / "metrics"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert (
+        "PROMETHEUS_MULTIPROC_DIR" in result.stderr and "not a writable directory" in result.stderr
+    )
