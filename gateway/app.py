@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +26,7 @@ from gateway.publisher import Publisher
 from gateway.settings import Settings
 from gateway.sns import MAX_CERT_BYTES, CertificateStore, SnsRejected, SnsUnavailable
 from shared.logs import fields
-from shared.ops import ReadinessCheck, add_ops_routes
+from shared.ops import Handler, ReadinessCheck, add_ops_routes
 from shared.service import BUS_KEY, bus_context
 
 log = logging.getLogger("mensajero.gateway")
@@ -106,10 +107,13 @@ async def ses_webhook(request: web.Request) -> web.Response:
     return _response(answer)
 
 
+def _unforeseen(request: web.Request) -> web.Response:
+    log.exception("unexpected failure handling %s %s", request.method, request.path)
+    return web.Response(status=503, text="temporary failure, retry later", content_type=TEXT)
+
+
 @web.middleware
-async def never_500(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def never_500(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A bug or a failure nobody foresaw answers 503, never 500: Meta (and SNS) retry a 503,
     and the webhook is not lost while the cause is fixed."""
     try:
@@ -117,8 +121,27 @@ async def never_500(
     except web.HTTPException:
         raise
     except Exception:
-        log.exception("unexpected failure handling %s %s", request.method, request.path)
-        return web.Response(status=503, text="temporary failure, retry later", content_type=TEXT)
+        return _unforeseen(request)
+
+
+def guarded(handler: Handler) -> Handler:
+    """``handler`` with :func:`never_500`'s rule built in.
+
+    The gateway's routes are registered guarded instead of running under the middleware: any
+    middleware makes aiohttp wrap every request in two more coroutines (its own plus this one)
+    and look the chain up, measurable at 4,000 webhooks a second.
+    """
+
+    @functools.wraps(handler)
+    async def guard(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            return _unforeseen(request)
+
+    return guard
 
 
 def _http_fetch(session: aiohttp.ClientSession) -> Callable[[str], Awaitable[bytes]]:
@@ -167,18 +190,17 @@ def _gateway_context(
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(
-        client_max_size=max(settings.WEBHOOK_MAX_BYTES, SNS_MAX_BYTES), middlewares=[never_500]
-    )
+    # No middleware: every route is registered guarded (see guarded()).
+    app = web.Application(client_max_size=max(settings.WEBHOOK_MAX_BYTES, SNS_MAX_BYTES))
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     checks: dict[str, ReadinessCheck] = {}
-    add_ops_routes(app, registry, checks)
+    add_ops_routes(app, registry, checks, wrap=guarded)
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
     app.cleanup_ctx.append(bus_context(settings, settings.STARTUP_TIMEOUT_SECONDS))
     app.cleanup_ctx.append(_gateway_context(settings, metrics))
-    app.router.add_get("/webhook/whatsapp", whatsapp_verify)
-    app.router.add_post("/webhook/whatsapp", whatsapp_webhook)
-    app.router.add_post("/webhook/ses", ses_webhook)
+    app.router.add_get("/webhook/whatsapp", guarded(whatsapp_verify))
+    app.router.add_post("/webhook/whatsapp", guarded(whatsapp_webhook))
+    app.router.add_post("/webhook/ses", guarded(ses_webhook))
     return app

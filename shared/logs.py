@@ -24,8 +24,9 @@ def fields(**values: Any) -> dict[str, Any]:
 
 
 def _render(value: Any) -> str:
-    text = str(value)
-    if text == "" or any(c in text for c in ' ="'):
+    text = value if type(value) is str else str(value)
+    # Three ``in`` tests, not a generator over the characters: every field of every line.
+    if not text or " " in text or "=" in text or '"' in text:
         return json.dumps(text, ensure_ascii=False)
     return text
 
@@ -47,7 +48,7 @@ class TextFormatter(logging.Formatter):
         line = f"{stamp}.{millis:03d}Z {record.levelname:<7} {self.service} {record.getMessage()}"
         extra: dict[str, Any] = getattr(record, _FIELDS, {})
         if extra:
-            line += " " + " ".join(f"{k}={_render(v)}" for k, v in extra.items() if v is not None)
+            line += " " + " ".join([f"{k}={_render(v)}" for k, v in extra.items() if v is not None])
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

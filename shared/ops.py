@@ -44,14 +44,21 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 def add_ops_routes(
     app: web.Application,
     registry: CollectorRegistry,
     checks: dict[str, ReadinessCheck],
+    *,
+    wrap: Callable[[Handler], Handler] | None = None,
 ) -> None:
-    """Mount the three endpoints on ``app``; ``checks`` may be filled later (at start-up)."""
+    """Mount the three endpoints on ``app``; ``checks`` may be filled later (at start-up).
+
+    ``wrap``: applied to each handler (the gateway guards its routes instead of a middleware).
+    """
     app[REGISTRY_KEY] = registry
     app[CHECKS_KEY] = checks
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    for path, handler in (("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz)):
+        app.router.add_get(path, wrap(handler) if wrap is not None else handler)

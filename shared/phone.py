@@ -16,6 +16,13 @@ def to_e164(raw: str) -> str:
 
     Raises :class:`InvalidPhone` for anything that is not 8 to 15 digits (E.164's range).
     """
+    # Meta's own form (``wa_id``), on every webhook: what _parse gives, without its regex passes.
+    if 8 <= len(raw) <= 15 and raw.isascii() and raw.isdigit() and raw[0] != "0":
+        return "+" + raw
+    return _parse(raw)
+
+
+def _parse(raw: str) -> str:
     text = raw.strip()
     if text.lower().startswith("whatsapp:"):
         text = text[len("whatsapp:") :]

@@ -331,3 +331,49 @@ async def test_an_unforeseen_failure_answers_503_not_500() -> None:
         response = await client.post("/webhook/whatsapp", data=b"{}")
         assert response.status == 503
         assert "retry later" in await response.text()
+
+
+async def test_the_app_answers_503_not_500_on_every_route(
+    gateway: str, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The running app has no middleware: each route carries never_500's rule itself."""
+    from aiohttp import web
+
+    import shared.ops
+    from gateway import app as gateway_app
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(gateway_app, "receive_whatsapp", broken)
+    monkeypatch.setattr(gateway_app, "verify_subscription", broken)
+    monkeypatch.setattr(gateway_app, "receive_ses", broken)
+    monkeypatch.setattr(shared.ops, "generate_latest", broken)
+    monkeypatch.setattr(web, "json_response", broken)
+    status, text = await post(http, gateway, webhook(value(statuses=STATUSES[:1])))
+    assert (status, text) == (503, "temporary failure, retry later")
+    async with http.post(gateway + "/webhook/ses", data=b"{}") as response:
+        assert response.status == 503
+    for path in ("/webhook/whatsapp?hub.mode=subscribe", "/metrics", "/healthz", "/readyz"):
+        async with http.get(gateway + path) as response:
+            assert response.status == 503, path
+            assert await response.text() == "temporary failure, retry later"
+    # Routing answers (HTTP exceptions) pass through as before.
+    async with http.get(gateway + "/nowhere") as response:
+        assert response.status == 404
+    async with http.put(gateway + "/webhook/whatsapp") as response:
+        assert response.status == 405
+
+
+def test_every_route_of_the_app_is_guarded(rabbitmq_url: str) -> None:
+    """No middleware runs: each route, the ops endpoints included, carries the guard itself."""
+    from gateway.app import guarded
+    from shared.ops import healthz
+
+    app = create_app(gateway_settings(rabbitmq_url, "unused"))
+    guard = guarded(healthz).__code__
+    paths = set()
+    for route in app.router.routes():
+        assert route.handler.__code__ is guard, route
+        paths.add(route.resource.canonical if route.resource else "")
+    assert {"/metrics", "/healthz", "/readyz", "/webhook/whatsapp", "/webhook/ses"} <= paths

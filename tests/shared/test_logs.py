@@ -54,3 +54,40 @@ def test_values_with_spaces_are_quoted() -> None:
         logger.removeHandler(handler)
         handler.close()
     assert stream.getvalue().rstrip().endswith('refused reason="body over 3 MB" status=413')
+
+
+def _render_reference(value: object) -> str:
+    # The rule as first written: quote empty text and text with a space, '=' or '"'.
+    text = str(value)
+    if text == "" or any(c in text for c in ' ="'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+class _Shown(str):
+    def __str__(self) -> str:
+        return "shown as"
+
+
+def test_field_rendering_quotes_what_would_break_the_line() -> None:
+    from shared.logs import _render
+
+    values: list[object] = [
+        "",
+        "plain",
+        "a b",
+        "k=v",
+        'say "hi"',
+        "ñandú",
+        "tab\there",
+        "x\ny",
+        413,
+        0,
+        1.5,
+        True,
+        ["a", 1],
+        {"k": "v"},
+        _Shown("s"),
+    ]
+    for value in values:
+        assert _render(value) == _render_reference(value), value
