@@ -85,6 +85,10 @@ async def test_bounce_through_the_gateway_suppresses_the_address(
 
         await wait_for(skipped, timeout=30, message="the next mail skipped")
         assert len(await mails_to(system, address)) == 1
-        assert "suppress" in system.tail("notifier", 200).lower()
+        # Log lines are written by a background thread every 50 ms: wait for it.
+        await wait_for(
+            lambda: "suppress" in system.tail("notifier", 200).lower(),
+            message="the suppression in the notifier's log",
+        )
     finally:
         await bus.close()
