@@ -84,7 +84,7 @@ async def _stop_when_orphaned(_app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(PARENT_CHECK_SECONDS)
             if os.getppid() != parent:
                 break
-        log.error("gateway supervisor is gone; stopping this worker")
+        log.error("supervisor is gone; stopping this worker")
         signal.raise_signal(signal.SIGTERM)
 
     task = asyncio.create_task(watch())
@@ -118,7 +118,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         log.info(
-            "starting gateway workers",
+            "starting workers",
             extra=fields(workers=self.count, port=self.settings.GATEWAY_PORT),
         )
         try:
@@ -129,7 +129,7 @@ class Supervisor:
             self._stop_all()
             if self.own_metrics_dir:
                 shutil.rmtree(self.metrics_dir, ignore_errors=True)
-        log.info("gateway workers stopped", extra=fields(exit_code=code))
+        log.info("workers stopped", extra=fields(exit_code=code))
         return code
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -140,7 +140,7 @@ class Supervisor:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway"], env=env, start_new_session=True
         )
-        log.info("gateway worker started", extra=fields(worker=index, pid=process.pid))
+        log.info("worker started", extra=fields(worker=index, pid=process.pid))
         return process
 
     def _watch(self) -> int:
@@ -152,7 +152,7 @@ class Supervisor:
                     continue
                 self._forget(process.pid)
                 if code == CONFIG_EXIT:
-                    log.error("gateway worker refused its settings", extra=fields(worker=index))
+                    log.error("worker refused its settings", extra=fields(worker=index))
                     return CONFIG_EXIT
                 now = time.monotonic()
                 self.deaths.append(now)
@@ -160,12 +160,12 @@ class Supervisor:
                     self.deaths.popleft()
                 if len(self.deaths) > RESTART_LIMIT:
                     log.error(
-                        "gateway workers keep dying; stopping",
+                        "workers keep dying; stopping",
                         extra=fields(deaths=len(self.deaths), window=RESTART_WINDOW_SECONDS),
                     )
                     return 1
                 log.error(
-                    "gateway worker died; restarting it",
+                    "worker died; restarting it",
                     extra=fields(worker=index, pid=process.pid, exit_code=code),
                 )
                 self.workers[index] = self._start(index)
@@ -182,7 +182,7 @@ class Supervisor:
             try:
                 process.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
-                log.error("gateway worker did not stop in time; killed", extra=fields(worker=index))
+                log.error("worker did not stop in time; killed", extra=fields(worker=index))
                 process.kill()
                 process.wait()
             self._forget(process.pid)
