@@ -110,7 +110,10 @@ class Repository(Protocol):
     async def adopt_last_line(self, customer: str, code: str) -> None: ...
     async def case_lines(self, code: str) -> list[Line]: ...
     async def add_outgoing(self, outgoing: Outgoing) -> None: ...
-    async def set_wamid(self, command_id: str, wamid: str) -> bool: ...
+    async def set_wamid(self, command_id: str, wamid: str, *, replace: bool = True) -> bool:
+        """Record the wamid of a send of ours; with ``replace`` False, only when it has none."""
+        ...
+
     async def outgoing_by_wamid(self, wamid: str) -> Outgoing | None: ...
     async def outgoing_by_command(self, command_id: str) -> Outgoing | None: ...
     async def awaiting_wamid(self, recipient: str) -> bool: ...
@@ -316,11 +319,13 @@ class PgRepository:
             o.body,
         )
 
-    async def set_wamid(self, command_id: str, wamid: str) -> bool:
+    async def set_wamid(self, command_id: str, wamid: str, *, replace: bool = True) -> bool:
         done = await self.conn.fetchval(
-            "UPDATE outgoing SET wamid = $2 WHERE command_id = $1 RETURNING true",
+            "UPDATE outgoing SET wamid = $2 WHERE command_id = $1 AND ($3 OR wamid IS NULL)"
+            " RETURNING true",
             command_id,
             wamid,
+            replace,
         )
         return bool(done)
 
@@ -475,9 +480,9 @@ class FakeRepository:
     async def add_outgoing(self, outgoing: Outgoing) -> None:
         self.outgoing.setdefault(outgoing.command_id, outgoing)
 
-    async def set_wamid(self, command_id: str, wamid: str) -> bool:
+    async def set_wamid(self, command_id: str, wamid: str, *, replace: bool = True) -> bool:
         found = self.outgoing.get(command_id)
-        if found is None:
+        if found is None or (not replace and found.wamid is not None):
             return False
         self.outgoing[command_id] = dataclasses.replace(found, wamid=wamid)
         return True

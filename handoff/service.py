@@ -314,7 +314,12 @@ class Handoff:
         return out
 
     async def on_sent(self, repo: Repository, sent: MessageSent) -> bool:
-        return await repo.set_wamid(sent.command_id, sent.wamid)
+        # A command can have two sends: its own, and its fallback template's when Meta said
+        # (after accepting the first) that the window was closed. The fallback's wamid is the
+        # one the person saw and may quote; the first never overrides it, whatever the order.
+        return await repo.set_wamid(
+            sent.command_id, sent.wamid, replace=sent.used_fallback_template
+        )
 
     async def on_failed(self, repo: Repository, failed: MessageFailed) -> Outcome:
         """A send of ours failed: re-reach an agent by template, or tell the agent."""

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from handoff.repository import Case, ConcurrentUpdate, Conversation, PgRepository
+from handoff.repository import Case, ConcurrentUpdate, Conversation, Outgoing, PgRepository
 from handoff.service import Handoff, HandoffConfig
 from handoff.timers import fire_due
 from shared.bus import Bus
 from shared.db import Pool, create_pool, load_migrations, migrate
+from shared.events import MessageSent
 from shared.profiles import Profiles
 from tests.handoff.support import AGENT, CUSTOMER, drop_handoff_queue
 
@@ -105,3 +106,28 @@ async def test_due_timers_fire_once_across_concurrent_pollers(
     assert [(r["state"], r["end_reason"]) for r in states] == [("closed", "timeout")]
     await drop_handoff_queue(bus)
     assert queue_spec().service == "handoff"
+
+
+@pytest.mark.parametrize("fallback_first", [False, True])
+async def test_the_fallback_templates_wamid_wins_whatever_the_order(
+    pool: Pool, fallback_first: bool
+) -> None:
+    # A command's first send was accepted, then Meta said the window was closed: the sender
+    # sent its fallback template (a second MessageSent). The template is what the person saw.
+    await seed_case(pool, "W1")
+    first = MessageSent(
+        command_id="cmd-1", wamid="wamid.first", to=CUSTOMER, phone_number_id="1", kind="text"
+    )
+    fallback = first.model_copy(
+        update={"event_id": "other", "wamid": "wamid.template", "used_fallback_template": True}
+    )
+    core = Handoff(Profiles(), HandoffConfig([AGENT], 600, 3600), clock=lambda: NOW)
+    async with pool.acquire() as conn:
+        repo = PgRepository(conn)
+        await repo.add_outgoing(Outgoing("cmd-1", "W1", CUSTOMER, "customer", None))
+        for sent in [fallback, first] if fallback_first else [first, fallback]:
+            await core.on_sent(repo, sent)
+        await core.on_sent(repo, first)  # a replay of the first changes nothing
+        assert await repo.outgoing_by_wamid("wamid.first") is None
+        found = await repo.outgoing_by_wamid("wamid.template")
+        assert found is not None and found.command_id == "cmd-1"
