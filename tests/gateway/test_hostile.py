@@ -320,13 +320,13 @@ async def test_an_unforeseen_failure_answers_503_not_500() -> None:
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from gateway.app import never_500
+    from gateway.app import guarded
 
     async def broken(request: web.Request) -> web.Response:
         raise KeyError("a bug")
 
-    app = web.Application(middlewares=[never_500])
-    app.router.add_post("/webhook/whatsapp", broken)
+    app = web.Application()
+    app.router.add_post("/webhook/whatsapp", guarded(broken))
     async with TestClient(TestServer(app)) as client:
         response = await client.post("/webhook/whatsapp", data=b"{}")
         assert response.status == 503
@@ -336,7 +336,7 @@ async def test_an_unforeseen_failure_answers_503_not_500() -> None:
 async def test_the_app_answers_503_not_500_on_every_route(
     gateway: str, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The running app has no middleware: each route carries never_500's rule itself."""
+    """The running app has no middleware: each route carries the guard itself."""
     from aiohttp import web
 
     import shared.ops
