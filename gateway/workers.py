@@ -38,6 +38,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from shared.logs import fields, setup_logging
 from shared.service import run
+from shared.settings import load_or_exit
 
 log = logging.getLogger("mensajero.gateway.workers")
 
@@ -54,12 +55,9 @@ CONFIG_EXIT = 2
 
 def main() -> None:
     """``python -m gateway``: one process serving, or a supervisor of GATEWAY_WORKERS."""
-    worker = os.environ.get(WORKER_ENV)
-    if worker is not None:
+    if os.environ.get(WORKER_ENV) is not None:
         run(Settings, _worker_app, port_setting="GATEWAY_PORT", reuse_port=True)
         return
-    from shared.settings import load_or_exit
-
     settings = load_or_exit(Settings)
     if settings.GATEWAY_WORKERS == 1:
         run(Settings, create_app, port_setting="GATEWAY_PORT")
