@@ -421,12 +421,8 @@ def build_body(
         body["template"] = tpl
     elif isinstance(content, ButtonsContent):
         body["type"] = "interactive"
-        interactive: dict[str, Any] = {"type": "button"}
-        if content.header is not None:
-            interactive["header"] = _header_object(content.header, media_id)
-        interactive["body"] = {"text": content.body}
-        if content.footer is not None:
-            interactive["footer"] = {"text": content.footer}
+        header = _header_object(content.header, media_id) if content.header is not None else None
+        interactive = _interactive("button", header, content.body, content.footer)
         interactive["action"] = {
             "buttons": [
                 {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons
@@ -435,12 +431,10 @@ def build_body(
         body["interactive"] = interactive
     elif isinstance(content, ListContent):
         body["type"] = "interactive"
-        listing: dict[str, Any] = {"type": "list"}
-        if content.header is not None:
-            listing["header"] = {"type": "text", "text": content.header}
-        listing["body"] = {"text": content.body}
-        if content.footer is not None:
-            listing["footer"] = {"text": content.footer}
+        text_header = (
+            {"type": "text", "text": content.header} if content.header is not None else None
+        )
+        listing = _interactive("list", text_header, content.body, content.footer)
         sections = []
         for section in content.sections:
             rows = []
@@ -457,12 +451,8 @@ def build_body(
         body["interactive"] = listing
     elif isinstance(content, CtaUrlContent):
         body["type"] = "interactive"
-        cta: dict[str, Any] = {"type": "cta_url"}
-        if content.header is not None:
-            cta["header"] = _header_object(content.header, media_id)
-        cta["body"] = {"text": content.body}
-        if content.footer is not None:
-            cta["footer"] = {"text": content.footer}
+        header = _header_object(content.header, media_id) if content.header is not None else None
+        cta = _interactive("cta_url", header, content.body, content.footer)
         cta["action"] = {
             "name": "cta_url",
             "parameters": {"display_text": content.display_text, "url": content.url},
@@ -500,6 +490,19 @@ def _media_object(media: MediaContent, kind: str, media_id: str | None) -> dict[
     if media.filename is not None and kind == "document":
         item["filename"] = media.filename
     return item
+
+
+def _interactive(
+    kind: str, header: dict[str, Any] | None, text: str, footer: str | None
+) -> dict[str, Any]:
+    """An interactive message's frame: type, optional header, body and optional footer."""
+    interactive: dict[str, Any] = {"type": kind}
+    if header is not None:
+        interactive["header"] = header
+    interactive["body"] = {"text": text}
+    if footer is not None:
+        interactive["footer"] = {"text": footer}
+    return interactive
 
 
 def _header_object(header: Header, media_id: str | None) -> dict[str, Any]:
