@@ -10,6 +10,7 @@ update, so a webhook delivered twice yields the same ids.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -404,6 +405,18 @@ def _status(
     )
 
 
+def _with_ids(items: list[Any], what: str, skipped: list[str]) -> Iterator[tuple[int, Json]]:
+    """The items that are objects with an id (made a string), with their position; the others
+    are reported in ``skipped``."""
+    for position, item in enumerate(items):
+        if type(item) is not dict or not _text(item.get("id")):
+            skipped.append(f"{what} #{position} has no id")
+            continue
+        if type(item["id"]) is not str:
+            item = {**item, "id": str(item["id"])}
+        yield position, item
+
+
 def _messages_change(
     value: Json, waba_id: str | None, received_at: datetime, parsed: Parsed
 ) -> None:
@@ -412,12 +425,7 @@ def _messages_change(
     display = _str(metadata.get("display_phone_number"))
     index, only = _contact_index(_list(value.get("contacts")))
     events = parsed.events
-    for position, message in enumerate(_list(value.get("messages"))):
-        if type(message) is not dict or not _text(message.get("id")):
-            parsed.skipped.append(f"message #{position} has no id")
-            continue
-        if type(message["id"]) is not str:
-            message = {**message, "id": str(message["id"])}
+    for position, message in _with_ids(_list(value.get("messages")), "message", parsed.skipped):
         try:
             events.append(
                 _message(
@@ -432,12 +440,7 @@ def _messages_change(
             )
         except ValueError as error:  # a value no model accepts (pydantic's ValidationError)
             parsed.skipped.append(f"message #{position}: {_first_line(error)}")
-    for position, status in enumerate(_list(value.get("statuses"))):
-        if type(status) is not dict or not _text(status.get("id")):
-            parsed.skipped.append(f"status #{position} has no id")
-            continue
-        if type(status["id"]) is not str:
-            status = {**status, "id": str(status["id"])}
+    for position, status in _with_ids(_list(value.get("statuses")), "status", parsed.skipped):
         try:
             events.append(
                 _status(
