@@ -33,6 +33,7 @@ from shared.events import (
     stable_id,
 )
 from shared.phone import maybe_e164
+from shared.send_ref import untag
 
 WABA_OBJECT = "whatsapp_business_account"
 MEDIA_TYPES = frozenset({"image", "video", "audio", "document", "sticker"})
@@ -387,6 +388,7 @@ def _status(
     pricing = status.get("pricing")
     conversation = status.get("conversation")
     recipient_key = recipient.wa_id or recipient.user_id or ""
+    ref, data = untag(_str(status.get("biz_opaque_callback_data")))
     return MessageStatus(
         # sent, delivered and read of one message differ; a redelivered webhook repeats all four.
         event_id=stable_id(MessageStatus.TYPE, wamid, name, raw_timestamp, recipient_key),
@@ -400,7 +402,9 @@ def _status(
         errors=_errors(status.get("errors")),
         pricing=pricing if type(pricing) is dict else None,
         conversation=conversation if type(conversation) is dict else None,
-        biz_opaque_callback_data=_str(status.get("biz_opaque_callback_data")),
+        biz_opaque_callback_data=data,
+        command_id=ref.command_id if ref is not None else None,
+        send_attempt=ref.attempt if ref is not None else None,
         raw=status,
     )
 

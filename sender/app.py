@@ -66,6 +66,7 @@ def config_from(settings: Settings) -> SenderConfig:
         probe_seconds=settings.SENDER_CIRCUIT_PROBE_SECONDS,
         orphan_seconds=settings.SENDER_STATUS_ORPHAN_SECONDS,
         unknown_outcome_seconds=settings.SENDER_UNKNOWN_OUTCOME_SECONDS,
+        request_timeout=settings.SENDER_REQUEST_TIMEOUT_SECONDS,
         media_max_bytes=settings.SENDER_MEDIA_MAX_BYTES,
     )
 

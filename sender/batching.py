@@ -12,16 +12,30 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 
+import asyncpg
+
 from shared.db import Pool
 
 if TYPE_CHECKING:
-    import asyncpg
     from asyncpg.pool import PoolConnectionProxy
 
     PoolConnection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# A connection that is gone (closed, ended by the server, or taken back by the pool): worth a
+# try on another one. Errors of the statement itself are not retried.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+)
+CONNECTION_TRIES = 3
 
 
 class Batcher(Generic[T, R]):
@@ -97,12 +111,32 @@ class HeldConnections:
         try:
             yield conn
         except BaseException:
-            await self.pool.release(conn)
+            await self._give_back(conn)
             raise
         if self._closed or len(self._free) >= self.keep:
             await self.pool.release(conn)
         else:
             self._free.append(conn)
+
+    async def run(self, statement: Callable[[PoolConnection], Awaitable[T]]) -> T:
+        """``statement`` on a kept connection; again on fresh ones when the connection turns out
+        to be gone (the server restarted, or ended it): a kept connection learns of that only
+        when it is used. ``statement`` must be safe to run twice (an answer can be lost after
+        the commit): the batched statements are (ON CONFLICT, guarded UPDATEs)."""
+        for attempt in range(1, CONNECTION_TRIES + 1):
+            try:
+                async with self.connection() as conn:
+                    return await statement(conn)
+            except CONNECTION_LOST:
+                if attempt == CONNECTION_TRIES:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _give_back(self, conn: PoolConnection) -> None:
+        # The pool resets it, or replaces it when it is closed; a connection the pool already
+        # took back (it saw the server end it) needs nothing more.
+        with contextlib.suppress(*CONNECTION_LOST):
+            await self.pool.release(conn)
 
     async def close(self) -> None:
         """Give the connections back (before the pool closes: it waits for them)."""

@@ -13,6 +13,7 @@ import aiohttp
 import orjson
 
 from shared.events import MetaError
+from shared.send_ref import SendRef, tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,13 @@ class MediaGone(GraphApiError):
 
 
 class GraphClient(Protocol):
-    async def send_message(self, phone_number_id: str, body: dict[str, Any]) -> Accepted: ...
+    async def send_message(
+        self, phone_number_id: str, body: dict[str, Any], ref: SendRef | None = None
+    ) -> Accepted:
+        """POST the message. ``ref`` names the command and try in the data Meta echoes in the
+        message's statuses (shared.send_ref), so a status can tell whose it is when this
+        call's answer is lost."""
+        ...
 
     async def upload_media(
         self, phone_number_id: str, data: bytes, mime_type: str, filename: str | None
@@ -158,7 +165,13 @@ class AiohttpGraphClient:
             raise RuntimeError("GraphClient is not started")
         return self._session
 
-    async def send_message(self, phone_number_id: str, body: dict[str, Any]) -> Accepted:
+    async def send_message(
+        self, phone_number_id: str, body: dict[str, Any], ref: SendRef | None = None
+    ) -> Accepted:
+        if ref is not None:
+            tagged = tag(ref, body.get("biz_opaque_callback_data"))
+            if tagged is not None:
+                body = {**body, "biz_opaque_callback_data": tagged}
         payload = await self._call(
             "POST",
             f"{self.base_url}/{phone_number_id}/messages",
@@ -286,6 +299,7 @@ class FakeGraphClient:
     """In memory: records every call; ``script`` holds outcomes for the next sends."""
 
     sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    refs: list[SendRef | None] = field(default_factory=list)  # the ref of each send
     uploads: list[tuple[str, bytes, str]] = field(default_factory=list)
     script: deque[Exception | None] = field(default_factory=deque)
     downloads: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
@@ -302,8 +316,11 @@ class FakeGraphClient:
         self.script.extend(outcomes)
         return self
 
-    async def send_message(self, phone_number_id: str, body: dict[str, Any]) -> Accepted:
+    async def send_message(
+        self, phone_number_id: str, body: dict[str, Any], ref: SendRef | None = None
+    ) -> Accepted:
         self.sent.append((phone_number_id, body))
+        self.refs.append(ref)
         if self.delay:
             await asyncio.sleep(self.delay)
         outcome = self.script.popleft() if self.script else None

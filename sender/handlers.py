@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from sender.graph import Accepted, GraphApiError, GraphClient, GraphUnavailable, MediaGone
 from sender.metrics import SenderMetrics
@@ -52,6 +53,7 @@ from shared.events import (
     stable_id,
 )
 from shared.logs import fields
+from shared.send_ref import SendRef
 
 log = logging.getLogger("mensajero.sender")
 
@@ -70,6 +72,7 @@ class SenderConfig:
     probe_seconds: float = 30.0
     orphan_seconds: float = 60.0
     unknown_outcome_seconds: float = 5.0
+    request_timeout: float = 10.0
     media_max_bytes: int = 100 * 1024 * 1024
 
 
@@ -206,9 +209,19 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
         deps.metrics.rate_limit_wait.labels(number, "pair").observe(claim.backoff_left)
         _hold(send, "recipient is backing off after 131056", claim.backoff_left)
 
+    if claim.taken_over:
+        _drop(pacer, early_slot)  # not sending yet: acquire() reserves a new slot later
+        early_slot = None
+        if await _settled_meanwhile(send, paired):
+            return
     used_fallback = claim.used_fallback
     media_id = claim.media_id
-    calling = False
+    # From the moment a request leaves, Meta may have it, whatever happens to this handler: it
+    # is then never released as unsent (the lease, or a status naming this try, settles it).
+    reached_meta = False
+    started = time.perf_counter()
+    # Read receipts have no statuses: nothing to name.
+    ref = SendRef(send.command_id, claim.attempts) if paired else None
     try:
         while True:
             try:
@@ -229,15 +242,15 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
                 waited = time.monotonic() - waiting_since
                 if waited > 0.001:
                     deps.metrics.number(number).number_wait.observe(waited)
-                calling = True
+                reached_meta = True
                 started = time.perf_counter()
                 try:
-                    accepted = await deps.graph.send_message(number, body)
+                    accepted = await deps.graph.send_message(number, body, ref)
                 finally:
                     elapsed = time.perf_counter() - started
                     deps.metrics.number(number).send_latency.observe(elapsed)
-                    calling = False
             except GraphApiError as error:
+                reached_meta = False  # Meta answered with an error: it did not take this one
                 if (
                     error.code == 131047
                     and send.command.fallback_template is not None
@@ -268,10 +281,33 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
             break
     except asyncio.CancelledError:
         _drop(pacer, early_slot)
-        if not calling:  # never reached Meta: free the claim for the redelivery
-            await asyncio.shield(deps.store.release(send.command_id, "shutdown", None))
+        if reached_meta:
+            # Meta answers (or the call would have timed out) within the request timeout; its
+            # status webhook then names this command: the next try takes over after both.
+            cfg = deps.config
+            left = max(0.0, cfg.request_timeout - (time.perf_counter() - started))
+            hold = left + cfg.unknown_outcome_seconds
+            await asyncio.shield(deps.store.interrupted(send.command_id, hold))
+        else:  # never left: free the claim for the redelivery
+            await asyncio.shield(deps.store.release(send.command_id, "interrupted", None))
         raise
     await _accepted(send, accepted, used_fallback, circuit)
+
+
+async def _settled_meanwhile(send: _Send, paired: bool) -> bool:
+    """This try took over from one that stopped mid-way, whose request Meta may have. Give its
+    status webhook (which names the command) time to arrive before sending again; True when it
+    did, and the outcome was published again instead."""
+    deps = send.deps
+    await asyncio.sleep(deps.config.unknown_outcome_seconds)
+    row = await deps.store.get(send.command_id)
+    if row is None or row.status_rank < ACCEPTED_RANK:
+        return False
+    if paired:
+        deps.pairs.give_back(send.number, send.to)
+    deps.metrics.duplicates.labels(send.number).inc()
+    await _republish(send, row)
+    return True
 
 
 def _drop(pacer: NumberPacer, slot: asyncio.Future[float] | None) -> None:
@@ -520,19 +556,55 @@ async def _republish(send: _Send, row: LogRow) -> None:
 # --------------------------------------------------------------------------- statuses
 
 
-async def _adopt(deps: Deps, event: MessageStatus) -> bool:
-    """Close the crash window: Meta accepted a send whose answer we never recorded.
+async def _place(deps: Deps, event: MessageStatus) -> Literal["adopted", "ignored", "unknown"]:
+    """A status for a wamid the log does not know: whose is it?
 
-    The status names the recipient; when exactly one of its messages has an unknown outcome
-    (claimed, or retrying after a timeout, without a wamid), the status is that message's.
+    ``adopted``: Meta accepted a send whose answer we never recorded (a timeout, a dropped
+    connection, a crash); the wamid is now its message's and the status can be applied.
+    ``ignored``: a wamid the message no longer goes by (its fallback template replaced it, or
+    Meta took the command twice). ``unknown``: not (yet) ours.
     """
-    recipient = "+" + (event.recipient.wa_id or "").lstrip("+")
-    row = await deps.store.adopt(event.wamid, event.phone_number_id, recipient)
-    if row is None:
-        return False
+    if await deps.store.superseded(event.wamid):
+        log.info(
+            "status for a send replaced by another: ignored",
+            extra=fields(wamid=event.wamid, status=event.status),
+        )
+        return "ignored"
+    if event.command_id is not None:  # the status names its command and try
+        adoption = await deps.store.adopt_sent(event.wamid, event.command_id)
+        row = adoption.row
+        if adoption.outcome == "duplicate" and row is not None:
+            deps.metrics.duplicated.labels(row.phone_number_id, row.kind).inc()
+            log.error(
+                "Meta accepted one send command twice (an answer was lost and it was sent again)",
+                extra=fields(
+                    command_id=row.command_id,
+                    wamid=row.wamid,
+                    extra_wamid=event.wamid,
+                    attempt=event.send_attempt,
+                ),
+            )
+            return "ignored"
+        if adoption.outcome == "late" and row is not None:
+            log.warning(
+                "a send that had failed was accepted by Meta after all",
+                extra=fields(command_id=row.command_id, wamid=event.wamid),
+            )
+            return "adopted"
+        if adoption.outcome != "adopted" or row is None:
+            return "unknown"
+    elif event.recipient.wa_id:
+        # An untagged status: the recipient's one message with an unknown outcome, if only one.
+        recipient = "+" + event.recipient.wa_id.lstrip("+")
+        found = await deps.store.adopt(event.wamid, event.phone_number_id, recipient)
+        if found is None:
+            return "unknown"
+        row = found
+    else:
+        return "unknown"
     log.warning(
         "a send whose answer was lost was accepted by Meta: recorded from its status",
-        extra=fields(command_id=row.command_id, wamid=event.wamid),
+        extra=fields(command_id=row.command_id, wamid=event.wamid, attempt=event.send_attempt),
     )
     await deps.publish(
         MessageSent(
@@ -547,7 +619,7 @@ async def _adopt(deps: Deps, event: MessageStatus) -> bool:
             biz_opaque_callback_data=event.biz_opaque_callback_data,
         )
     )
-    return True
+    return "adopted"
 
 
 async def _fall_back_late(deps: Deps, event: MessageStatus, attempt: int) -> bool:
@@ -585,15 +657,11 @@ async def handle_status(deps: Deps, event: MessageStatus, attempt: int = 1) -> N
     if status == "failed" and window_closed and await _fall_back_late(deps, event, attempt):
         return
     change = await deps.store.apply_status(event.wamid, status, event.timestamp, error)
-    if change is None and await deps.store.superseded(event.wamid):
-        log.info(
-            "status for a send replaced by its fallback template: ignored",
-            extra=fields(wamid=event.wamid, status=status),
-        )
-        return
-    if change is None and event.recipient.wa_id:
-        adopted = await _adopt(deps, event)
-        if adopted:
+    if change is None:
+        placed = await _place(deps, event)
+        if placed == "ignored":
+            return
+        if placed == "adopted":
             change = await deps.store.apply_status(event.wamid, status, event.timestamp, error)
     if change is None:
         age = (datetime.now(UTC) - event.occurred_at).total_seconds()

@@ -71,6 +71,13 @@ class SenderMetrics:
             ["phone_number_id"],
             registry=registry,
         )
+        self.duplicated = Counter(
+            "whatsapp_messages_duplicated",
+            "Send commands Meta accepted twice: the first answer was lost (a timeout, a dropped"
+            " connection, a crash) and no status told of it before the command was sent again",
+            labels,
+            registry=registry,
+        )
         self.send_latency = Histogram(
             "whatsapp_send_latency_seconds",
             "Duration of the Graph API send call",

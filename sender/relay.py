@@ -84,8 +84,8 @@ class OutboxRelay:
         await self._inserts.submit(event)
 
     async def _insert(self, events: list[Event]) -> Sequence[None]:
-        async with self._held.connection() as conn:
-            await conn.execute(_INSERT, *outbox_columns(events))
+        columns = outbox_columns(events)
+        await self._held.run(lambda conn: conn.execute(_INSERT, *columns))
         self.notify()
         return [None] * len(events)
 

@@ -87,6 +87,9 @@ class Claim:
     used_fallback: bool = False
     media_id: str | None = None
     backoff_left: float = 0.0  # the recipient is in a 131056 backoff for this long
+    # The try before this one stopped mid-way (its lease ran out or it was interrupted): Meta
+    # may have its request.
+    taken_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,20 @@ class StatusChange:
     row: LogRow  # after the update
     old_rank: int
     changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """What a status naming its command (shared.send_ref) says of a wamid the log lacks.
+
+    ``adopted``: the command's answer was lost; the wamid is now its own. ``duplicate``: the
+    command already has another wamid, so Meta took it twice (kept as superseded: its statuses
+    are not counted). ``late``: the command ended failed, yet Meta took it (the wamid is kept
+    on the row; the status stays failed). ``none``: no such command in the log.
+    """
+
+    outcome: Literal["adopted", "duplicate", "late", "none"]
+    row: LogRow | None = None
 
 
 class SenderStore(Protocol):
@@ -119,6 +136,12 @@ class SenderStore(Protocol):
 
     async def release(self, command_id: str, reason: str, error: MetaError | None) -> None: ...
 
+    async def interrupted(self, command_id: str, hold_seconds: float) -> None:
+        """A try stopped while Meta may have had its request: the next try takes over in
+        ``hold_seconds`` (not at the end of the lease), and waits for a status first (see
+        Claim.taken_over)."""
+        ...
+
     async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool: ...
 
     async def apply_status(
@@ -126,6 +149,10 @@ class SenderStore(Protocol):
     ) -> StatusChange | None: ...
 
     async def adopt(self, wamid: str, phone_number_id: str, recipient: str) -> LogRow | None: ...
+
+    async def adopt_sent(self, wamid: str, command_id: str) -> Adoption:
+        """A status for ``wamid``, tagged with the command that sent it (see :class:`Adoption`)."""
+        ...
 
     async def reopen_for_fallback(self, wamid: str, error: MetaError) -> tuple[str, bool] | None:
         """Meta accepted ``wamid`` and then reported it outside the 24 h window (131047): when
@@ -229,8 +256,7 @@ class PostgresStore:
             unique.setdefault(message.command_id, (message, lease))
         messages = [m for m, _ in unique.values()]
         lease = max(lease for _, lease in unique.values())
-        async with self._held.connection() as conn:
-            return await self._claim_on(conn, items, messages, lease)
+        return await self._held.run(lambda conn: self._claim_on(conn, items, messages, lease))
 
     async def _claim_on(
         self,
@@ -250,9 +276,10 @@ class PostgresStore:
                 AS i(command_id, phone_number_id, recipient, kind, command, valid_until)
             ON CONFLICT (command_id) DO UPDATE SET
                 status = 'sending', status_rank = 1, attempts = m.attempts + 1,
-                claimed_until = now() + make_interval(secs => $7), updated_at = now()
+                claimed_until = now() + make_interval(secs => $7), updated_at = now(),
+                taken_over = m.status_rank = 1
                 WHERE m.status_rank = 0 OR (m.status_rank = 1 AND m.claimed_until < now())
-            RETURNING m.command_id, m.attempts, m.used_fallback, m.media_id,
+            RETURNING m.command_id, m.attempts, m.used_fallback, m.media_id, m.taken_over,
                 (SELECT extract(epoch FROM b.until - now())::float8 FROM recipient_backoff b
                   WHERE b.phone_number_id = m.phone_number_id AND b.recipient = m.recipient
                     AND b.until > now()) AS backoff_left
@@ -272,6 +299,7 @@ class PostgresStore:
                 used_fallback=r["used_fallback"],
                 media_id=r["media_id"],
                 backoff_left=float(r["backoff_left"] or 0.0),
+                taken_over=r["taken_over"],
             )
             for r in records
         }
@@ -328,13 +356,12 @@ class PostgresStore:
         # One statement (one transaction) for the log rows and their result events: the
         # acceptance and its MessageSent are durable together, in one round trip.
         events = [e for _, _, e in items if e is not None]
-        async with self._held.connection() as conn:
-            await conn.execute(
-                _ACCEPT_SQL,
-                [c for c, _, _ in items],
-                [w for _, w, _ in items],
-                *outbox_columns(events),
+        columns = outbox_columns(events)
+        await self._held.run(
+            lambda conn: conn.execute(
+                _ACCEPT_SQL, [c for c, _, _ in items], [w for _, w, _ in items], *columns
             )
+        )
         if events and self._outbox_written is not None:
             self._outbox_written()
         return [None] * len(items)
@@ -351,6 +378,16 @@ class PostgresStore:
             reason,
             _error_json(error),
             _entry(event="retry", reason=reason, code=error.code if error else None),
+        )
+
+    async def interrupted(self, command_id: str, hold_seconds: float) -> None:
+        await self.pool.execute(
+            "UPDATE messages SET claimed_until = now() + make_interval(secs => $3),"
+            " updated_at = now(), reason = 'interrupted while Meta may have had the request',"
+            " timeline = timeline || $2::jsonb WHERE command_id = $1 AND status_rank = 1",
+            command_id,
+            _entry(event="interrupted"),
+            float(hold_seconds),
         )
 
     async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool:
@@ -434,6 +471,42 @@ class PostgresStore:
             _entry(status="accepted", wamid=wamid, event="adopted_from_status"),
         )
         return _row(record) if record is not None else None
+
+    async def adopt_sent(self, wamid: str, command_id: str) -> Adoption:
+        async with self.pool.acquire() as conn, conn.transaction():
+            record = await conn.fetchrow(
+                f"SELECT {_ROW} FROM messages WHERE command_id = $1 FOR UPDATE", command_id
+            )
+            if record is None:
+                return Adoption("none")
+            row = _row(record)
+            if row.wamid is not None:
+                await conn.execute(
+                    "INSERT INTO superseded_wamids (wamid, command_id, reason)"
+                    " VALUES ($1, $2, 'duplicate') ON CONFLICT DO NOTHING",
+                    wamid,
+                    command_id,
+                )
+                return Adoption("duplicate", row)
+            if row.status_rank >= ACCEPTED_RANK and row.status_rank != FAILED_RANK:
+                return Adoption("none")  # accepted without a wamid: a read receipt
+            adopted = row.status_rank < ACCEPTED_RANK
+            record = await conn.fetchrow(
+                f"""
+                UPDATE messages SET wamid = $2, updated_at = now(),
+                    status = CASE WHEN $3 THEN 'accepted' ELSE status END,
+                    status_rank = CASE WHEN $3 THEN {ACCEPTED_RANK} ELSE status_rank END,
+                    claimed_until = CASE WHEN $3 THEN NULL ELSE claimed_until END,
+                    timeline = timeline || $4::jsonb
+                WHERE command_id = $1 RETURNING {_ROW}
+                """,
+                command_id,
+                wamid,
+                adopted,
+                _entry(status="accepted", wamid=wamid, event="adopted_from_tagged_status"),
+            )
+            assert record is not None
+            return Adoption("adopted" if adopted else "late", _row(record))
 
     async def reopen_for_fallback(self, wamid: str, error: MetaError) -> tuple[str, bool] | None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -554,7 +627,9 @@ _ACCEPT_SQL = f"""
 WITH accepted AS (
     UPDATE messages m SET
         status = CASE WHEN m.status_rank < 2 THEN 'accepted' ELSE m.status END,
-        status_rank = GREATEST(m.status_rank, 2), wamid = u.wamid,
+        status_rank = GREATEST(m.status_rank, 2),
+        -- A wamid learnt first (from a status, when this try's answer came late) stays.
+        wamid = COALESCE(m.wamid, u.wamid),
         claimed_until = NULL, updated_at = now(),
         timeline = m.timeline || jsonb_strip_nulls(jsonb_build_object(
             'status', 'accepted', 'at', now(), 'wamid', u.wamid))
@@ -629,6 +704,7 @@ class FakeStore:
             row = self.rows[message.command_id] = _Row(message)
         elif not (row.rank == 0 or (row.rank == 1 and row.claimed_until < now)):
             return Claim("done" if row.rank >= ACCEPTED_RANK else "busy", row.view())
+        taken_over = row.rank == 1
         row.status, row.rank, row.attempts = "sending", 1, row.attempts + 1
         row.claimed_until = now + lease_seconds
         until, _ = self.backoffs.get((message.phone_number_id, message.recipient), (0.0, 0))
@@ -638,6 +714,7 @@ class FakeStore:
             used_fallback=row.used_fallback,
             media_id=row.media_id,
             backoff_left=max(0.0, until - now),
+            taken_over=taken_over,
         )
 
     async def get(self, command_id: str) -> LogRow | None:
@@ -656,7 +733,7 @@ class FakeStore:
         row = self.rows[command_id]
         if row.rank < ACCEPTED_RANK:
             row.status, row.rank = "accepted", ACCEPTED_RANK
-        row.wamid = wamid
+        row.wamid = row.wamid or wamid
         row.timeline.append({"status": "accepted"})
         if result is not None:
             self.outbox.append(result)
@@ -666,6 +743,11 @@ class FakeStore:
         if row.rank == 1:
             row.status, row.rank, row.reason = "pending", 0, reason
             row.error = error or row.error
+
+    async def interrupted(self, command_id: str, hold_seconds: float) -> None:
+        row = self.rows[command_id]
+        if row.rank == 1:
+            row.claimed_until = time.monotonic() + hold_seconds
 
     async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool:
         row = self.rows.setdefault(message.command_id, _Row(message))
@@ -706,6 +788,19 @@ class FakeStore:
         row = found[0]
         row.wamid, row.status, row.rank = wamid, "accepted", ACCEPTED_RANK
         return row.view()
+
+    async def adopt_sent(self, wamid: str, command_id: str) -> Adoption:
+        row = self.rows.get(command_id)
+        if row is None or (row.wamid is None and ACCEPTED_RANK <= row.rank < FAILED_RANK):
+            return Adoption("none")
+        if row.wamid is not None:
+            self.superseded_wamids.setdefault(wamid, command_id)
+            return Adoption("duplicate", row.view())
+        row.wamid = wamid
+        if row.rank < ACCEPTED_RANK:
+            row.status, row.rank = "accepted", ACCEPTED_RANK
+            return Adoption("adopted", row.view())
+        return Adoption("late", row.view())
 
     async def reopen_for_fallback(self, wamid: str, error: MetaError) -> tuple[str, bool] | None:
         reopened = False

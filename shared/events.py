@@ -181,7 +181,10 @@ class MessageStatus(Event):
     errors: list[MetaError] = Field(default_factory=list)
     pricing: dict[str, Any] | None = None
     conversation: dict[str, Any] | None = None
-    biz_opaque_callback_data: str | None = None
+    biz_opaque_callback_data: str | None = None  # the sending caller's own data
+    # The sender's command and try this status is about (see shared.send_ref), when it sent it.
+    command_id: str | None = None
+    send_attempt: int | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -31,3 +31,29 @@ async def wait_for(
                 f"timed out after {timeout}s waiting for {message} (last={last!r})"
             )
         await asyncio.sleep(interval)
+
+
+async def close_broker_connections(name: str, reason: str = "closed by a test") -> int:
+    """Close, from the broker's side, the AMQP connections named ``name`` (a client sets the
+    name with ``?name=`` in its URL), as a broker or a network fault would; returns how many."""
+    listing = await _rabbitmqctl(
+        "list_connections", "-q", "--no-table-headers", "pid", "client_properties"
+    )
+    wanted = f'{{"connection_name","{name}"}}'
+    pids = [line.split("\t")[0] for line in listing.splitlines() if wanted in line]
+    for pid in pids:
+        await _rabbitmqctl("close_connection", pid, reason)
+    return len(pids)
+
+
+async def _rabbitmqctl(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise AssertionError(f"rabbitmqctl {' '.join(args)} failed: {err.decode()[:500]}")
+    return out.decode()

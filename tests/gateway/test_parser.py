@@ -19,6 +19,7 @@ from shared.events import (
     WebhookErrors,
     parse_event,
 )
+from shared.send_ref import SendRef, tag
 from tests.gateway.payloads import (
     STATUSES,
     catalog,
@@ -361,3 +362,15 @@ def test_batches_give_one_event_per_update(picks: list[tuple[int, str]], entries
         m["id"] for m in messages
     )
     assert len({e.event_id for e in events}) == len(messages)
+
+
+def test_a_status_names_the_senders_command_and_keeps_the_callers_data() -> None:
+    ref = tag(SendRef("cmd-7", 2), "order-42")
+    plain = status("wamid.a", "sent", biz_opaque_callback_data="order-42")
+    tagged = status("wamid.b", "delivered", biz_opaque_callback_data=ref)
+    [first, second] = parse(webhook(value(statuses=[plain, tagged])))
+    assert isinstance(first, MessageStatus) and isinstance(second, MessageStatus)
+    assert (first.command_id, first.send_attempt) == (None, None)
+    assert first.biz_opaque_callback_data == "order-42"
+    assert (second.command_id, second.send_attempt) == ("cmd-7", 2)
+    assert second.biz_opaque_callback_data == "order-42"

@@ -18,6 +18,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from gateway.parser import parse_webhook
 from sandbox.app import create_app as create_sandbox
 from sandbox.config import SandboxConfig
 from sender.app import DEPS_KEY, create_app, send_queue_spec, status_queue_spec
@@ -26,13 +27,10 @@ from shared.bus import Bus, Delivery, QueueSpec
 from shared.events import (
     ErrorReported,
     Event,
-    Identity,
     MessageFailed,
     MessageSent,
     MessageStatus,
-    MetaError,
     SendMessage,
-    stable_id,
 )
 from tests.helpers import wait_for
 from tests.services import running
@@ -61,35 +59,9 @@ FAST: dict[str, Any] = {
 
 
 def statuses_from_webhook(payload: dict[str, Any]) -> list[MessageStatus]:
-    """What the gateway does with a status webhook (every entry, change and status)."""
-    found = []
-    for entry in payload.get("entry", []):
-        for change in entry.get("changes", []):
-            value = change.get("value", {})
-            number = value.get("metadata", {}).get("phone_number_id", "")
-            for item in value.get("statuses", []):
-                errors = [
-                    MetaError(
-                        code=e["code"],
-                        title=e.get("title"),
-                        message=e.get("message"),
-                        details=(e.get("error_data") or {}).get("details"),
-                    )
-                    for e in item.get("errors", [])
-                ]
-                found.append(
-                    MessageStatus(
-                        event_id=stable_id(item["id"], item["status"]),
-                        phone_number_id=number,
-                        wamid=item["id"],
-                        status=item["status"],
-                        timestamp=datetime.fromtimestamp(int(item["timestamp"]), UTC),
-                        recipient=Identity(wa_id=item.get("recipient_id")),
-                        errors=errors,
-                        raw=item,
-                    )
-                )
-    return found
+    """What the gateway makes of a status webhook (its own parser)."""
+    parsed = parse_webhook(payload, received_at=datetime.now(UTC))
+    return [event for event in parsed.events if isinstance(event, MessageStatus)]
 
 
 @dataclass

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from sender.batching import HeldConnections
@@ -155,3 +156,29 @@ async def test_retention_deletes_only_settled_old_log_rows(pool: Pool) -> None:
     }
     assert await pool.fetchval("SELECT array_agg(wamid) FROM superseded_wamids") == ["wamid.new"]
     assert await pool.fetchval("SELECT array_agg(recipient) FROM recipient_backoff") == ["+2"]
+
+
+async def test_connections_lost_with_the_server_are_replaced_without_failing_a_statement(
+    pool: Pool, held: HeldConnections, database_url: str, db_schema: str
+) -> None:
+    store = PostgresStore(pool, held=held)
+    # Fill the kept connections: concurrent claims each take one.
+    claims = await asyncio.gather(*(store.claim(message(n), 30.0) for n in range(3)))
+    assert {c.outcome for c in claims} == {"claimed"}
+    assert held._free
+    # As in a PostgreSQL restart: the server ends every connection of this service.
+    killer = await asyncpg.connect(database_url)
+    try:
+        ended = await killer.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            f"mensajero-{db_schema}",
+        )
+    finally:
+        await killer.close()
+    assert ended >= 1
+    # The next statements find the kept connections gone and use fresh ones: none fails.
+    for n in range(3, 9):
+        assert (await store.claim(message(n), 30.0)).outcome == "claimed"
+    await asyncio.gather(*(store.accepted(f"cmd-{n}", f"wamid.{n}", sent(n)) for n in range(9)))
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE status = 'accepted'") == 9

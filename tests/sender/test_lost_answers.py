@@ -1,0 +1,126 @@
+"""Sends whose answer from Meta is lost: never released as unsent, and their statuses are filed
+under the right message (the handlers over fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from sender.handlers import handle_send, handle_status
+from shared.bus import RetryLater
+from shared.events import Identity, MessageSent, MessageStatus
+from shared.send_ref import SendRef
+from tests.helpers import wait_for
+from tests.sender.fakes import NUMBER, TO, World, text
+
+
+def tagged_status(wamid: str, name: str, command_id: str, attempt: int) -> MessageStatus:
+    return MessageStatus(
+        phone_number_id=NUMBER,
+        wamid=wamid,
+        status=name,
+        timestamp=datetime.now(UTC),
+        recipient=Identity(wa_id=TO[1:]),
+        command_id=command_id,
+        send_attempt=attempt,
+    )
+
+
+async def interrupted_mid_call(w: World, command_id_text: str = "hola") -> str:
+    """A send whose handler is cancelled while Meta has the request; returns the command id."""
+    w.graph.delay = 5.0
+    command = text(command_id_text)
+    task = asyncio.create_task(handle_send(w.deps, command))
+    await wait_for(lambda: w.graph.sent, timeout=5, message="the call to start")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    w.graph.delay = 0.0
+    return command.event_id
+
+
+async def test_a_send_cancelled_mid_call_is_not_released() -> None:
+    w = World()
+    w.deps.config = replace(w.deps.config, request_timeout=2.0)
+    command_id = await interrupted_mid_call(w)
+    row = await w.store.get(command_id)
+    assert row is not None and row.status == "sending"
+    # The next try may take over once the call would have timed out, plus the status window.
+    assert 1.5 < row.lease_left <= 2.0 + w.deps.config.unknown_outcome_seconds
+    assert w.graph.refs == [SendRef(command_id, 1)]
+    with pytest.raises(RetryLater, match="in flight"):
+        await handle_send(w.deps, text("hola").model_copy(update={"event_id": command_id}))
+    assert len(w.graph.sent) == 1
+
+
+async def test_the_try_that_takes_over_waits_for_the_first_ones_status() -> None:
+    w = World()
+    w.deps.config = replace(w.deps.config, request_timeout=0.0, unknown_outcome_seconds=0.3)
+    command_id = await interrupted_mid_call(w)
+    await wait_for(
+        lambda: _lease_over(w, command_id), timeout=5, message="the interrupted try's hold"
+    )
+    again = text("hola").model_copy(update={"event_id": command_id})
+    takeover = asyncio.create_task(handle_send(w.deps, again))
+    await wait_for(
+        lambda: w.store.rows[command_id].attempts == 2, timeout=5, message="the takeover's claim"
+    )
+    assert not takeover.done()  # it waits for a status before sending again
+    await handle_status(w.deps, tagged_status("wamid.first", "sent", command_id, 1))
+    await takeover
+    assert len(w.graph.sent) == 1  # not sent again
+    [sent] = {e.event_id: e for e in w.of(MessageSent)}.values()
+    assert sent.wamid == "wamid.first"
+    assert w.metric("whatsapp_messages_sent_total", phone_number_id=NUMBER, kind="text") == 1
+
+
+async def test_without_a_status_the_takeover_sends_it_as_a_second_try() -> None:
+    w = World()
+    w.deps.config = replace(w.deps.config, request_timeout=0.0, unknown_outcome_seconds=0.05)
+    command_id = await interrupted_mid_call(w)
+    await wait_for(
+        lambda: _lease_over(w, command_id), timeout=5, message="the interrupted try's hold"
+    )
+    await handle_send(w.deps, text("hola").model_copy(update={"event_id": command_id}))
+    assert w.graph.refs == [SendRef(command_id, 1), SendRef(command_id, 2)]
+    row = await w.store.get(command_id)
+    assert row is not None and row.status == "accepted"
+
+
+async def test_a_second_acceptance_of_one_command_is_counted_and_its_statuses_ignored() -> None:
+    w = World()
+    command = text("hola")
+    await handle_send(w.deps, command)
+    row = await w.store.get(command.event_id)
+    assert row is not None and row.wamid == "wamid.fake1"
+    # The first try's answer was lost, it was sent again, and now its statuses come in.
+    for name in ("sent", "delivered"):
+        await handle_status(w.deps, tagged_status("wamid.lost", name, command.event_id, 1))
+    labels = {"phone_number_id": NUMBER, "kind": "text"}
+    assert w.metric("whatsapp_messages_duplicated_total", **labels) == 1
+    assert w.metric("whatsapp_messages_sent_total", **labels) == 0
+    row = await w.store.get(command.event_id)
+    assert row is not None and row.wamid == "wamid.fake1"  # the first wamid learnt stays
+    await handle_status(w.deps, tagged_status("wamid.fake1", "sent", command.event_id, 2))
+    assert w.metric("whatsapp_messages_sent_total", **labels) == 1
+
+
+async def test_an_acceptance_after_adoption_keeps_the_adopted_wamid() -> None:
+    w = World()
+    w.graph.delay = 0.3
+    command = text("hola")
+    task = asyncio.create_task(handle_send(w.deps, command))
+    await wait_for(lambda: w.graph.sent, timeout=5, message="the call to start")
+    # The status of this very call arrives before its answer (Meta is fast, our side slow).
+    await handle_status(w.deps, tagged_status("wamid.early", "sent", command.event_id, 1))
+    await task
+    row = await w.store.get(command.event_id)
+    assert row is not None and row.wamid == "wamid.early" and row.status == "sent"
+
+
+async def _lease_over(w: World, command_id: str) -> bool:
+    row = await w.store.get(command_id)
+    return row is not None and row.lease_left <= 0
