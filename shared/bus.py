@@ -19,6 +19,7 @@ never a silent success. A publish that meets a reconnect is retried until its de
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -131,6 +132,7 @@ class Bus:
         self._channel: AbstractChannel | None = None
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
+        self._publishing = _Turns()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -281,6 +283,30 @@ class Bus:
         timeout: float | None = None,
     ) -> None:
         deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
+        # aiormq matches a broker's return to its publish by message id: publishes in flight
+        # with the same id (one event published twice at once) would take each other's answer.
+        if event_id in self._publishing:
+            await self._publishing.wait_turn(event_id, deadline)
+        else:
+            self._publishing.enter(event_id)
+        try:
+            await self._publish_until(
+                deadline, routing_key, body, event_type, event_id, correlation_id, headers, exchange
+            )
+        finally:
+            self._publishing.leave(event_id)
+
+    async def _publish_until(
+        self,
+        deadline: float,
+        routing_key: str,
+        body: bytes,
+        event_type: str,
+        event_id: str,
+        correlation_id: str | None,
+        headers: dict[str, Any] | None,
+        exchange: str | None,
+    ) -> None:
         properties = spec.Basic.Properties(
             delivery_mode=PERSISTENT,
             content_type="application/json",
@@ -358,6 +384,55 @@ class Bus:
     def _forget(self, consumer: Consumer) -> None:
         with contextlib.suppress(ValueError):
             self._consumers.remove(consumer)
+
+
+class _Turns:
+    """Publishes of one message id, one after another (a queue of waiters per id in flight)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._waiting
+
+    def enter(self, key: str) -> None:
+        self._waiting[key] = collections.deque()
+
+    async def wait_turn(self, key: str, deadline: float) -> None:
+        """Wait until the publishes ahead with ``key`` are done; the turn is then ours."""
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting[key].append(turn)
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await turn
+        except TimeoutError:
+            self._abandon(key, turn)
+            raise BusUnavailable("publish not confirmed before the deadline") from None
+        except BaseException:
+            self._abandon(key, turn)
+            raise
+
+    def _abandon(self, key: str, turn: asyncio.Future[None]) -> None:
+        if turn.done() and not turn.cancelled():
+            self.leave(key)  # it was handed to us just as we gave up: pass it on
+        else:
+            turn.cancel()
+
+    def leave(self, key: str) -> None:
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            return
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the next publish of this id goes now
+                return
+        del self._waiting[key]
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
 
 
 @dataclass

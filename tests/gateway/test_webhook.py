@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 
 import aio_pika
@@ -418,3 +420,31 @@ async def test_handshake_with_garbage_query_is_403(
 ) -> None:
     async with http.get(gateway + "/webhook/whatsapp?" + query) as response:
         assert response.status == 403
+
+
+async def test_one_webhook_in_flight_many_times_at_once_is_parked_each_time(
+    rabbitmq_url: str,
+    bus_prefix: str,
+    bus: Bus,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Meta repeats a webhook while the first is still in flight; nothing is bound yet, so every
+    # copy is parked: each answer is 200, and each park is confirmed, none confused with another.
+    settings = gateway_settings(rabbitmq_url, bus_prefix)
+    payload = webhook(
+        value(contacts=[contact()], messages=[message("wamid.again", "text", {"body": "Hola"})])
+    )
+    copies = 30
+    try:
+        async with running(create_app(settings)) as url:
+            answers = await asyncio.gather(*(post(http, url, payload) for _ in range(copies)))
+            assert answers == [(200, "ok")] * copies
+        channel = await bus.connection.channel()
+        queue = await channel.declare_queue(bus.names.queue(UNROUTED_SERVICE), passive=True)
+        assert queue.declaration_result.message_count == copies
+        await channel.close()
+        gc.collect()  # a future whose exception nobody took is reported when it is collected
+        assert [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()] == []
+    finally:
+        await delete_unrouted(bus)

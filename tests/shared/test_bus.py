@@ -178,3 +178,22 @@ async def test_attempt_header_survives_the_wait_queue(bus: Bus) -> None:
     await wait_for(lambda: len(headers) == 2, message="two deliveries")
     assert headers == [1, 2]
     assert ATTEMPT_HEADER.startswith("x-")
+
+
+async def test_concurrent_publishes_of_one_event_each_get_their_own_answer(bus: Bus) -> None:
+    # The broker's return of an unroutable publish names it by message id (the event id), which
+    # several publishes in flight at once share (Meta repeating a webhook): each must still get
+    # its own answer: here every one is returned, none silently confirmed.
+    await bus.declare_service_queue(QueueSpec(service="other", routing_keys=["nothing.here"]))
+    event = error_event()
+    results = await asyncio.gather(*(bus.publish(event) for _ in range(20)), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["BusError"] * 20
+    assert all("unroutable" in str(r) for r in results)
+    # A routable publish of the same event right after is confirmed.
+    await bus.declare_service_queue(QueueSpec(service="svc", routing_keys=["error.#"]))
+    await asyncio.gather(*(bus.publish(event) for _ in range(5)))
+    await wait_for(lambda: _depth_is(bus, bus.names.queue("svc"), 5), message="5 copies routed")
+
+
+async def _depth_is(bus: Bus, name: str, depth: int) -> bool:
+    return await queue_depth(bus, name) == depth
