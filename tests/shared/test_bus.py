@@ -193,7 +193,3 @@ async def test_concurrent_publishes_of_one_event_each_get_their_own_answer(bus: 
     await bus.declare_service_queue(QueueSpec(service="svc", routing_keys=["error.#"]))
     await asyncio.gather(*(bus.publish(event) for _ in range(5)))
     await wait_for(lambda: _depth_is(bus, bus.names.queue("svc"), 5), message="5 copies routed")
-
-
-async def _depth_is(bus: Bus, name: str, depth: int) -> bool:
-    return await queue_depth(bus, name) == depth
