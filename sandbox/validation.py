@@ -14,6 +14,7 @@ from typing import Any
 from sandbox.errors import GraphError, invalid_param, invalid_value
 from sandbox.fields import array, http_url, key, not_one_of, number, obj, string
 from sandbox.interactive import validate_interactive
+from sandbox.people import is_bsuid
 from sandbox.templates import Template, TemplateRegistry
 from shared.phone import maybe_e164
 
@@ -49,15 +50,24 @@ class TemplateUse:
 
 @dataclass(frozen=True, slots=True)
 class SendRequest:
-    """A valid message send."""
+    """A valid message send, addressed by phone (`to`) or by business-scoped user id."""
 
-    to: str
+    to: str | None
     input: str
     type: str
     body: dict[str, Any]
     context_id: str | None = None
     biz_opaque_callback_data: str | None = None
     template: TemplateUse | None = None
+    # The BSUID or parent BSUID of `recipient`, when there is no `to` (which takes precedence).
+    recipient: str | None = None
+
+    @property
+    def address(self) -> str:
+        """The identifier the send names its recipient by."""
+        address = self.to or self.recipient
+        assert address is not None
+        return address
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,14 +106,7 @@ def _send(body: dict[str, Any], templates: TemplateRegistry) -> SendRequest:
     recipient_type = body.get("recipient_type", "individual")
     if recipient_type != "individual":
         raise not_one_of("recipient_type", ("individual",), recipient_type)
-    raw_to = body.get("to")
-    if raw_to is None:
-        raise invalid_param("The parameter to is required.")
-    if not isinstance(raw_to, str):
-        raise invalid_param("Param to must be a string.")
-    to = maybe_e164(raw_to)
-    if to is None:
-        raise invalid_param(f'Param to must be a valid phone number - got "{raw_to}".')
+    to, recipient, given = _recipient(body)
 
     kind = body.get("type", "text")
     if kind not in MESSAGE_TYPES:
@@ -133,13 +136,39 @@ def _send(body: dict[str, Any], templates: TemplateRegistry) -> SendRequest:
         _reaction(body)
     return SendRequest(
         to=to,
-        input=raw_to,
+        recipient=recipient,
+        input=given,
         type=kind,
         body=body,
         context_id=context_id,
         biz_opaque_callback_data=opaque,
         template=template_use,
     )
+
+
+def _recipient(body: dict[str, Any]) -> tuple[str | None, str | None, str]:
+    """`to` (a phone) or `recipient` (a BSUID or parent BSUID); with both, `to` wins, as Meta's
+    business-scoped user ids page says. Returns (phone, BSUID, the identifier as given)."""
+    raw_to = body.get("to")
+    raw_recipient = body.get("recipient")
+    if raw_to is None and raw_recipient is None:
+        raise invalid_param("The parameter to or recipient is required.")
+    if raw_recipient is not None and not isinstance(raw_recipient, str):
+        raise invalid_param("Param recipient must be a string.")
+    if raw_to is None:
+        assert isinstance(raw_recipient, str)
+        if not is_bsuid(raw_recipient):
+            raise invalid_param(
+                "Param recipient must be a business-scoped user ID (BSUID) or a parent BSUID "
+                f'- got "{raw_recipient}".'
+            )
+        return None, raw_recipient, raw_recipient
+    if not isinstance(raw_to, str):
+        raise invalid_param("Param to must be a string.")
+    to = maybe_e164(raw_to)
+    if to is None:
+        raise invalid_param(f'Param to must be a valid phone number - got "{raw_to}".')
+    return to, None, raw_to
 
 
 # --- message kinds -----------------------------------------------------------------------
@@ -209,6 +238,7 @@ def _template(body: dict[str, Any], templates: TemplateRegistry) -> TemplateUse:
     approved = templates.get(name, code)
     if approved is None:
         raise GraphError(132001, f"template name ({name}) does not exist in {code}")
+    _check_sendable(approved)
 
     header_count = 0
     body_params: list[str] = []
@@ -248,6 +278,21 @@ def _template(body: dict[str, Any], templates: TemplateRegistry) -> TemplateUse:
             f"expected number of params ({approved.expected_body_params})",
         )
     return TemplateUse(template=approved, body_params=tuple(body_params), payloads=payloads)
+
+
+def _check_sendable(template: Template) -> None:
+    """Only an APPROVED template is sent: 132015 paused, 132016 disabled, else 132001."""
+    if template.status == "APPROVED":
+        return
+    if template.status == "PAUSED":
+        raise GraphError(132015)
+    if template.status == "DISABLED":
+        raise GraphError(132016)
+    raise GraphError(
+        132001,
+        f"template name ({template.name}) in {template.language} is {template.status}, "
+        "not APPROVED",
+    )
 
 
 def _template_param(param: Any, path: str) -> None:
