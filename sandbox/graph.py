@@ -72,7 +72,7 @@ def error_response(error: GraphError, state: SandboxState) -> web.Response:
     return response
 
 
-def _unknown_object(object_id: str, method: str) -> GraphError:
+def unknown_object(object_id: str, method: str) -> GraphError:
     message = (
         f"Unsupported {method} request. Object with ID '{object_id}' does not exist, cannot be "
         "loaded due to missing permissions, or does not support this operation. Please read the "
@@ -108,7 +108,7 @@ def _graph_time(moment: float) -> str:
 def _check_number(request: web.Request, state: SandboxState) -> None:
     number_id = request.match_info["phone_number_id"]
     if number_id != state.config.phone_number_id:
-        raise _unknown_object(number_id, "post")
+        raise unknown_object(number_id, "post")
 
 
 async def _suffer(faults: RequestFaults, state: SandboxState) -> None:
@@ -253,7 +253,7 @@ async def media_info(request: web.Request) -> web.Response:
         media = state.media.get(media_id)
         owner = request.query.get("phone_number_id", state.config.phone_number_id)
         if media is None or owner != state.config.phone_number_id:
-            raise _unknown_object(media_id, "get")
+            raise unknown_object(media_id, "get")
     except GraphError as error:
         return error_response(error, state)
     expires = str(int(state.clock() + state.config.media_url_ttl_seconds))
@@ -280,7 +280,7 @@ async def delete_media(request: web.Request) -> web.Response:
     try:
         authorize(request, state)
         if state.media.pop(media_id, None) is None:
-            raise _unknown_object(media_id, "delete")
+            raise unknown_object(media_id, "delete")
     except GraphError as error:
         return error_response(error, state)
     return json_response({"success": True})

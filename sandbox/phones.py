@@ -243,8 +243,9 @@ def writer(state: SandboxState, request: InboundRequest) -> Person:
     return person
 
 
-async def receive(state: SandboxState, request: InboundRequest) -> dict[str, Any]:
-    """A person writes to the business: Meta's webhook, signed and posted; the window opens."""
+def prepare(state: SandboxState, request: InboundRequest) -> tuple[dict[str, Any], Person, str]:
+    """A person writes to the business: Meta's webhook payload (to post), the person and the
+    wamid. The window opens before the business hears of the message, so it can answer."""
     kind = request.kind()
     person = writer(state, request)
     media = None
@@ -268,12 +269,16 @@ async def receive(state: SandboxState, request: InboundRequest) -> dict[str, Any
         context_from=context_from,
         media=media,
     )
-    payload = envelope(state.config, contacts=[contact(person)], messages=[message])
-    # The window opens before the business hears of the message, so an instant reply is allowed.
     state.open_window(person)
     if request.referral is not None:
         state.open_free_entry_point(person)
     state.inbound[wamid] = person.key
+    return envelope(state.config, contacts=[contact(person)], messages=[message]), person, wamid
+
+
+async def receive(state: SandboxState, request: InboundRequest) -> dict[str, Any]:
+    """Post what a person writes (signed), and say what became of it."""
+    payload, person, wamid = prepare(state, request)
     delivery = await state.dispatcher.deliver_now(payload)
     answer: dict[str, Any] = {
         "wamid": wamid,

@@ -89,6 +89,8 @@ class SandboxState:
         # Inbound wamid -> the key of the person who wrote it.
         self.inbound: dict[str, str] = {}
         self.media: dict[str, Media] = {}
+        # The latest call id with each person (Person.key), for a `terminate` after `connect`.
+        self.calls: dict[str, str] = {}
         # Meta's throughput limit as Mensajero defines it: a bucket of `rate` tokens refilled
         # at `rate`/s, full at the start; a send finding it empty is answered 130429 (counted).
         self.throughput = TokenBucket(
