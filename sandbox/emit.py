@@ -23,7 +23,6 @@ from sandbox import signals_customer as customer
 from sandbox.graph import json_response
 from sandbox.keys import STATE_KEY
 from sandbox.payloads import account_envelope
-from sandbox.phones import InboundError
 from sandbox.signals_customer import Built
 from sandbox.state import SandboxState
 
@@ -105,7 +104,7 @@ def build(state: SandboxState, data: Any) -> tuple[str, Built]:
         raise EmitError(str(exc)) from None
     try:
         return str(field), builder(state, signal)
-    except InboundError as exc:
+    except ValueError as exc:  # InboundError and the registry's own: a 400, never a 500
         raise EmitError(str(exc)) from None
 
 

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from sandbox.payloads import contact, envelope, user_ids
 from sandbox.people import Person
-from sandbox.phones import InboundRequest, prepare
+from sandbox.phones import InboundRequest, person_at, prepare
 from sandbox.signals_customer import Built, CustomerSignal
 from sandbox.state import SandboxState
 
@@ -35,7 +35,7 @@ class CallSignal(CustomerSignal):
 
 
 def calls(state: SandboxState, signal: CallSignal) -> Built:
-    person = state.people.get_or_create(signal.customer)
+    person = person_at(state, signal.customer)
     call_id = signal.call_id or state.calls.get(person.key)
     if call_id is None or (signal.event == "connect" and signal.call_id is None):
         call_id = state.ids.call_id()
@@ -107,7 +107,7 @@ class PermissionReplySignal(CustomerSignal):
 
 def call_permission_reply(state: SandboxState, signal: PermissionReplySignal) -> Built:
     """The customer answers a call permission request: an interactive `messages` webhook."""
-    person = state.people.get_or_create(signal.customer)
+    person = person_at(state, signal.customer)
     reply: dict[str, Any] = {"response": signal.response}
     if signal.response == "accept":
         reply["expiration_timestamp"] = int(state.clock()) + signal.valid_seconds
