@@ -6,15 +6,12 @@ page for the BSUID fields); see sandbox/README.md for the list and the sources.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.helpers import wait_for
 from tests.sandbox.support import (
     CUSTOMER,
     PHONE_ID,
-    WABA_ID,
     Api,
     Received,
     Sink,
@@ -33,14 +30,6 @@ METADATA = {"display_phone_number": BUSINESS, "phone_number_id": PHONE_ID}
 def only(sink: Sink, field: str) -> Received:
     [received] = sink.of_field(field)
     return received
-
-
-def account_value(received: Received) -> dict[str, Any]:
-    """An account-level webhook: `entry[].time`, and a value without messaging_product."""
-    [entry] = received.json["entry"]
-    assert entry["id"] == WABA_ID and isinstance(entry["time"], int)
-    assert "messaging_product" not in received.value
-    return received.value
 
 
 async def phone_less_ana(api: Api) -> None:
