@@ -55,7 +55,7 @@ class Identity:
         return found
 
     def describe(self) -> str:
-        shown = self.phone or f"{self.username or self.user_id} (no phone)"
+        shown = self.phone or f"{self.username or self.user_id}, without a phone,"
         return f"{shown} ({self.name})"
 
 

@@ -180,7 +180,7 @@ def test_a_phone_less_identity() -> None:
         "text": "hola",
     }
     assert PHONE_LESS.address == "AR.13491208655302741918"
-    assert "no phone" in PHONE_LESS.describe()
+    assert "without a phone" in PHONE_LESS.describe()
     with pytest.raises(ValueError, match="phone or a business-scoped user id"):
         _ = Identity().address
 
