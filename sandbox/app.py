@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from sandbox import control, graph, phones
+from sandbox import control, emit, graph, phones, template_api
 from sandbox.config import SandboxConfig
 from sandbox.keys import CONFIG_KEY, HTTP_KEY, STATE_KEY
 from sandbox.state import SandboxState
@@ -42,6 +42,8 @@ async def release_waiters(app: web.Application) -> None:
     state.closing.set()
     for inbox in state.inboxes.values():
         inbox.changed.set()
+    for review in state.reviews.values():
+        review.cancel()
 
 
 def create_app(config: SandboxConfig) -> web.Application:
@@ -53,5 +55,7 @@ def create_app(config: SandboxConfig) -> web.Application:
     app.on_shutdown.append(release_waiters)
     control.setup_routes(app)
     phones.setup_routes(app)
+    emit.setup_routes(app)
+    template_api.setup_routes(app)
     graph.setup_routes(app)
     return app

@@ -1,11 +1,16 @@
-"""Chat from a terminal as a phone: type to write to the business, see what it answers.
+"""Chat from a terminal as a customer: type to write to the business, see what it answers.
 
-`render_message` and `parse_line` are pure (and unit tested); `ChatSession` does the I/O.
+The customer is a phone, or a phone-less username adopter known by a business-scoped user id.
+`!emit <field> {json}` asks the sandbox for any other webhook about this customer (see
+`POST /_sandbox/webhooks/emit`), e.g. `!emit user_preferences {"value": "stop"}`.
+`render_message`, `parse_line` and `parse_emit` are pure (and unit tested); `ChatSession` does
+the I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
@@ -17,6 +22,41 @@ from urllib.parse import quote
 import aiohttp
 
 POLL_WAIT_SECONDS = 25
+EMIT_PREFIX = "!emit"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is chatting: a phone, a business-scoped user id (phone-less), or both."""
+
+    name: str = "Usuario"
+    phone: str | None = None
+    user_id: str | None = None
+    username: str | None = None
+    parent_user_id: str | None = None
+
+    @property
+    def address(self) -> str:
+        """How the sandbox names this customer in paths and emits."""
+        address = self.phone or self.user_id
+        if address is None:
+            raise ValueError("a chat needs a phone or a business-scoped user id")
+        return address
+
+    def fields(self) -> dict[str, Any]:
+        """The identity part of a `POST /_sandbox/inbound` body."""
+        found: dict[str, Any] = {}
+        if self.phone:
+            found["from"] = self.phone
+        for key in ("user_id", "username", "parent_user_id"):
+            if getattr(self, key):
+                found[key] = getattr(self, key)
+        found["name"] = self.name
+        return found
+
+    def describe(self) -> str:
+        shown = self.phone or f"{self.username or self.user_id}, without a phone,"
+        return f"{shown} ({self.name})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +198,12 @@ def render_message(record: Mapping[str, Any]) -> Rendered:
     return rendered
 
 
-def parse_line(
-    line: str, choices: Sequence[Choice], phone: str, name: str
-) -> dict[str, Any] | None:
+def parse_line(line: str, choices: Sequence[Choice], who: Identity) -> dict[str, Any] | None:
     """The `/_sandbox/inbound` body for a typed line: a picked choice, or text (None if blank)."""
     text = line.strip()
     if not text:
         return None
-    request: dict[str, Any] = {"from": phone, "name": name}
+    request: dict[str, Any] = who.fields()
     if text.isdigit() and 1 <= int(text) <= len(choices):
         choice = choices[int(text) - 1]
         request["context_id"] = choice.context_id
@@ -181,34 +219,45 @@ def parse_line(
     return request
 
 
+def parse_emit(line: str, who: Identity) -> dict[str, Any]:
+    """The `/_sandbox/webhooks/emit` body for `!emit <field> [json options]`."""
+    rest = line.strip()[len(EMIT_PREFIX) :].strip()
+    field, _, options = rest.partition(" ")
+    if not field:
+        raise ValueError('usage: !emit <field> [{"option": "value"}]')
+    extra = json.loads(options) if options.strip() else {}
+    if not isinstance(extra, dict):
+        raise ValueError("the options must be a JSON object")
+    return {"field": field, "customer": who.address, **extra}
+
+
 def format_received(record: Mapping[str, Any], rendered: Rendered) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(float(record.get("time", time.time()))))
     indented = "\n".join("  " + line for line in rendered.text.splitlines() or [""])
-    return f"[{stamp}] business:\n{indented}"
+    sender = "business (WhatsApp Business app)" if record.get("source") else "business"
+    return f"[{stamp}] {sender}:\n{indented}"
 
 
 class ChatSession:
-    """One phone talking to the business through a running sandbox."""
+    """One customer talking to the business through a running sandbox."""
 
     def __init__(
         self,
         session: aiohttp.ClientSession,
         sandbox_url: str,
-        phone: str,
-        name: str,
+        who: Identity,
         output: Callable[[str], None] = print,
     ) -> None:
         self._session = session
         self._base = sandbox_url.rstrip("/")
-        self.phone = phone
-        self.name = name
+        self.who = who
         self._output = output
         self.choices: tuple[Choice, ...] = ()
         self._last_index = -1
 
     async def poll(self, wait: float = POLL_WAIT_SECONDS) -> int:
         """Print what arrived since the last poll; return how many messages arrived."""
-        url = f"{self._base}/_sandbox/phones/{quote(self.phone)}/messages"
+        url = f"{self._base}/_sandbox/phones/{quote(self.who.address, safe='')}/messages"
         params = {"after": str(self._last_index), "wait": str(wait)}
         async with self._session.get(url, params=params) as response:
             response.raise_for_status()
@@ -231,22 +280,42 @@ class ChatSession:
                 await asyncio.sleep(2)
 
     async def say(self, line: str) -> None:
-        request = parse_line(line, self.choices, self.phone, self.name)
+        if line.strip().startswith(EMIT_PREFIX):
+            await self.emit(line)
+            return
+        request = parse_line(line, self.choices, self.who)
         if request is None:
             return
-        try:
-            async with self._session.post(
-                f"{self._base}/_sandbox/inbound", json=request
-            ) as response:
-                answer = await response.json()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._output(f"! cannot reach the sandbox: {exc}")
-            return
-        if response.status != 200:
-            self._output(f"! the sandbox refused the message: {answer.get('error', answer)}")
-        elif answer.get("gateway_status") != 200:
+        answer = await self._post("/_sandbox/inbound", request)
+        if answer is not None and answer.get("gateway_status") != 200:
             detail = answer.get("error") or answer.get("gateway_status")
             self._output(f"! the business did not take the webhook ({detail}); Meta would retry")
+
+    async def emit(self, line: str) -> None:
+        """`!emit <field> {json}`: a webhook about this customer, signed and posted."""
+        try:
+            request = parse_emit(line, self.who)
+        except ValueError as exc:
+            self._output(f"! {exc}")
+            return
+        answer = await self._post("/_sandbox/webhooks/emit", request)
+        if answer is not None:
+            self._output(
+                f"! sent {answer['field']} (the business answered {answer['gateway_status']})"
+            )
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The sandbox's answer, or None after saying what went wrong."""
+        try:
+            async with self._session.post(self._base + path, json=body) as response:
+                answer: dict[str, Any] = await response.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._output(f"! cannot reach the sandbox: {exc}")
+            return None
+        if response.status != 200:
+            self._output(f"! the sandbox refused it: {answer.get('error', answer)}")
+            return None
+        return answer
 
     async def run(self, lines: AsyncIterator[str]) -> None:
         follower = asyncio.create_task(self.follow())
@@ -273,12 +342,12 @@ async def stdin_lines() -> AsyncIterator[str]:
         yield line
 
 
-async def chat(sandbox_url: str, phone: str, name: str) -> None:
+async def chat(sandbox_url: str, who: Identity) -> None:
     print(
-        f"Chatting as {phone} ({name}) through {sandbox_url}.\n"
+        f"Chatting as {who.describe()} through {sandbox_url}.\n"
         "Type a message and press Enter; type a number to pick a button or list row; "
-        "Ctrl-D to quit."
+        f'{EMIT_PREFIX} <field> {{"option": ...}} sends another webhook; Ctrl-D to quit.'
     )
     timeout = aiohttp.ClientTimeout(total=POLL_WAIT_SECONDS + 10)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        await ChatSession(session, sandbox_url, phone, name).run(stdin_lines())
+        await ChatSession(session, sandbox_url, who).run(stdin_lines())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -57,6 +57,21 @@ class SandboxConfig(BaseSettings):
     webhook_log_max: int = Field(default=2_000, ge=1)
     duplicate_webhooks: bool = False
     reorder_webhooks: bool = False
+    # The webhook version the app subscribes with: from v24.0 statuses have no `conversation`
+    # (unless a free entry point window is open).
+    webhook_version: str = Field(default="v25.0", pattern=r"^v\d+\.\d+$")
+
+    # Customers: give every person a parent BSUID too (`US.ENT.…`), as enrolled portfolios see.
+    parent_bsuids: bool = False
+    # A marketing template to a customer who stopped marketing: 131050 answered (`sync`), or
+    # accepted and then a `failed` status (`async`).
+    marketing_stop_failure: Literal["sync", "async"] = "sync"
+
+    # Templates created through the API start PENDING; after this delay they are approved,
+    # rejected, or left for `POST /_sandbox/webhooks/emit` to decide (`manual`).
+    template_review: Literal["approve", "reject", "manual"] = "approve"
+    template_review_seconds: float = Field(default=1.0, ge=0)
+    template_rejection_reason: str = Field(default="INVALID_FORMAT", min_length=1)
 
     media_url_ttl_seconds: float = Field(default=300.0, gt=0)
     # How long a request hangs under a timeout fault (long enough for a client to give up).
@@ -90,3 +105,8 @@ class SandboxConfig(BaseSettings):
     def display_digits(self) -> str:
         """The business number as Meta writes it in webhooks: digits only."""
         return "".join(ch for ch in self.display_phone_number if ch.isdigit())
+
+    @property
+    def webhook_major_version(self) -> int:
+        """24 for `v24.0`."""
+        return int(self.webhook_version[1:].split(".")[0])

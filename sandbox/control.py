@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sandbox.faults import FaultRequest
 from sandbox.graph import json_response
 from sandbox.keys import STATE_KEY
-from shared.phone import maybe_e164
+from sandbox.people import parse_identifier
 
 log = logging.getLogger("sandbox.control")
 
@@ -72,9 +72,12 @@ async def set_faults(request: web.Request) -> web.Response:
         return json_response({"error": str(exc)}, status=400)
     recipient = None
     if fault.recipient is not None:
-        recipient = maybe_e164(fault.recipient)
-        if recipient is None:
-            return json_response({"error": f"not a phone number: {fault.recipient!r}"}, 400)
+        # A phone or a BSUID; the faults reach the person whichever identifier a send uses.
+        parsed = parse_identifier(fault.recipient)
+        if parsed is None:
+            error = f"not a phone number or a business-scoped user id: {fault.recipient!r}"
+            return json_response({"error": error}, 400)
+        recipient = parsed[1]
     state.faults.apply(fault, recipient)
     if fault.new_token is not None:
         state.token = fault.new_token

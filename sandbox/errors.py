@@ -134,6 +134,24 @@ CATALOG: dict[int, ErrorSpec] = {
         "Business Account is in maintenance mode, possibly due to a throughput upgrade.",
         500,
     ),
+    # Business-scoped user ids page: "BSUID recipients are not supported for this message".
+    131062: ErrorSpec(
+        "Business-scoped User ID (BSUID) recipients are not supported for this message.",
+        "Business-scoped User ID (BSUID) recipients are not supported for this message.",
+        400,
+    ),
+    131063: ErrorSpec(
+        "Marketing templates are disabled for Cloud API",
+        "Your template is categorized as Marketing, but marketing templates are currently "
+        "disabled for your Cloud API configuration.",
+        400,
+    ),
+    131064: ErrorSpec(
+        "Messaging limit reached",
+        "Message failed to send because this account has reached its messaging limit due to "
+        "template classification violations.",
+        400,
+    ),
     132000: ErrorSpec(
         "Number of parameters does not match the expected number of params",
         "The number of variable parameter values included in the request did not match the "
@@ -187,6 +205,8 @@ class GraphError(Exception):
         http_status: int | None = None,
         error_type: str = "OAuthException",
         subcode: int | None = None,
+        user_title: str | None = None,
+        user_msg: str | None = None,
     ) -> None:
         spec = spec_for(code)
         self.code = code
@@ -195,6 +215,9 @@ class GraphError(Exception):
         self.http_status = http_status if http_status is not None else spec.http_status
         self.error_type = error_type
         self.subcode = subcode
+        # What the management endpoints (templates) add for people: `error_user_title/_msg`.
+        self.user_title = user_title
+        self.user_msg = user_msg
         super().__init__(f"{self.message}: {self.details}")
 
     def body(self, fbtrace_id: str) -> dict[str, Any]:
@@ -207,6 +230,10 @@ class GraphError(Exception):
         }
         if self.subcode is not None:
             error["error_subcode"] = self.subcode
+        if self.user_title is not None:
+            error["is_transient"] = False
+            error["error_user_title"] = self.user_title
+            error["error_user_msg"] = self.user_msg or self.details
         error["fbtrace_id"] = fbtrace_id
         return {"error": error}
 

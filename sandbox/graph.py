@@ -16,6 +16,7 @@ from aiohttp import web
 from sandbox.errors import INVALID_TOKEN_MESSAGE, MISSING_TOKEN_MESSAGE, GraphError
 from sandbox.faults import RequestFaults
 from sandbox.keys import STATE_KEY
+from sandbox.people import Person
 from sandbox.state import SandboxState
 from sandbox.validation import ReadReceipt, SendRequest, validate_request
 from shared.phone import digits, maybe_e164
@@ -71,7 +72,7 @@ def error_response(error: GraphError, state: SandboxState) -> web.Response:
     return response
 
 
-def _unknown_object(object_id: str, method: str) -> GraphError:
+def unknown_object(object_id: str, method: str) -> GraphError:
     message = (
         f"Unsupported {method} request. Object with ID '{object_id}' does not exist, cannot be "
         "loaded due to missing permissions, or does not support this operation. Please read the "
@@ -107,7 +108,7 @@ def _graph_time(moment: float) -> str:
 def _check_number(request: web.Request, state: SandboxState) -> None:
     number_id = request.match_info["phone_number_id"]
     if number_id != state.config.phone_number_id:
-        raise _unknown_object(number_id, "post")
+        raise unknown_object(number_id, "post")
 
 
 async def _suffer(faults: RequestFaults, state: SandboxState) -> None:
@@ -136,41 +137,69 @@ async def send_message(request: web.Request) -> web.Response:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise GraphError(100, "Invalid JSON in request body") from None
-        recipient = None
-        if state.faults.recipients and isinstance(body, dict) and isinstance(body.get("to"), str):
-            recipient = maybe_e164(body["to"])
-        await _suffer(state.faults.for_request(recipient), state)
+        await _suffer(state.faults.for_request(_fault_scope(state, body)), state)
         result = validate_request(body, state.templates)
         if isinstance(result, ReadReceipt):
             state.record_read(result)
             return json_response({"success": True})
-        _enforce(state, result)
-        wamid = state.accept(result)
+        person = state.people.get_or_create(result.address)
+        failure_code = _enforce(state, result, person)
+        wamid = state.accept(result, person, failure_code)
     except GraphError as error:
         log.debug("send answered %s: %s", error.code, error.details)
         return error_response(error, state)
+    # Meta's answer names the recipient the way the send did: `wa_id`, or `user_id` for a BSUID.
+    if result.to is not None:
+        contact = {"input": result.input, "wa_id": digits(result.to)}
+    else:
+        contact = {"input": result.input, "user_id": result.address}
     return json_response(
-        {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": result.input, "wa_id": digits(result.to)}],
-            "messages": [{"id": wamid}],
-        }
+        {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
     )
 
 
-def _enforce(state: SandboxState, send: SendRequest) -> None:
-    """Injected errors, the 24 h window, then the throughput and pair limits."""
-    injected = state.faults.take_error(send.to)
+def _fault_scope(state: SandboxState, body: Any) -> str | None:
+    """The recipient scope of the request faults, read before the body is validated."""
+    if not state.faults.recipients or not isinstance(body, dict):
+        return None
+    to, recipient = body.get("to"), body.get("recipient")
+    identifier = maybe_e164(to) if isinstance(to, str) else None
+    if identifier is None and isinstance(recipient, str):
+        identifier = recipient
+    if identifier is None:
+        return None
+    person = state.people.find(identifier)
+    return state.fault_scope(person) if person else identifier
+
+
+def _enforce(state: SandboxState, send: SendRequest, person: Person) -> int | None:
+    """Injected errors, the account's state, what the recipient accepts, the 24 h window, then
+    the throughput and pair limits. Returns a code to fail the send with later (131050 when
+    configured `async`)."""
+    injected = state.faults.take_error(state.fault_scope(person))
     if injected is not None:
         raise GraphError(injected[0], injected[1])
-    if state.config.enforce_window and send.type != "template" and not state.window_open(send.to):
+    window_open = state.window_open(person)
+    is_template = send.type == "template"
+    state.account.check(state.clock(), business_initiated=is_template and not window_open)
+    template = send.template.template if send.template is not None else None
+    # Authentication templates need a phone number (Meta's business-scoped user ids page).
+    if template is not None and send.to is None and template.category == "AUTHENTICATION":
+        raise GraphError(131062)
+    failure_code = None
+    if template is not None and template.category == "MARKETING" and person.marketing_stopped:
+        if state.config.marketing_stop_failure == "sync":
+            raise GraphError(131050)
+        failure_code = 131050
+    if state.config.enforce_window and not is_template and not window_open:
         raise GraphError(131047)
     now = state.monotonic()
     if not state.throughput.take(now):
         state.throttled += 1
         raise GraphError(130429)
-    if not state.pairs.take(send.to, now):
+    if not state.pairs.take(person.key, now):
         raise GraphError(131056)
+    return failure_code
 
 
 # --- media ---------------------------------------------------------------------------------
@@ -224,7 +253,7 @@ async def media_info(request: web.Request) -> web.Response:
         media = state.media.get(media_id)
         owner = request.query.get("phone_number_id", state.config.phone_number_id)
         if media is None or owner != state.config.phone_number_id:
-            raise _unknown_object(media_id, "get")
+            raise unknown_object(media_id, "get")
     except GraphError as error:
         return error_response(error, state)
     expires = str(int(state.clock() + state.config.media_url_ttl_seconds))
@@ -251,7 +280,7 @@ async def delete_media(request: web.Request) -> web.Response:
     try:
         authorize(request, state)
         if state.media.pop(media_id, None) is None:
-            raise _unknown_object(media_id, "delete")
+            raise unknown_object(media_id, "delete")
     except GraphError as error:
         return error_response(error, state)
     return json_response({"success": True})

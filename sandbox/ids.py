@@ -83,6 +83,11 @@ class IdFactory:
         )
         return "wamid." + base64.b64encode(record).decode()
 
+    def call_id(self) -> str:
+        """A call id shaped like Meta's: `wacid.` and base64."""
+        key = f"{self._rng.getrandbits(64):016X}{next(self._counter):08X}"
+        return "wacid." + base64.urlsafe_b64encode(b"\x15\x02\x00" + key.encode()).decode()
+
     def media_id(self) -> str:
         """A numeric media id, like Meta's."""
         return f"{next(self._counter) + 1000}{self._rng.randrange(10**11):011d}"

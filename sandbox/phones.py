@@ -1,4 +1,9 @@
-"""The phones: people writing to the business, and what each phone received from it."""
+"""The phones: people writing to the business, and what each of them received from it.
+
+A person writes with a phone (`from`), a business-scoped user id (`user_id`, for a customer who
+hides the phone behind a username), or both; the webhook then carries the identifiers Meta would
+show (see `sandbox.payloads`).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sandbox.graph import json_response
-from sandbox.ids import business_scoped_user_id
 from sandbox.keys import STATE_KEY
+from sandbox.payloads import contact, envelope, user_ids
+from sandbox.people import IdentityConflict, Person, is_bsuid, parse_identifier
 from sandbox.state import SandboxState
 from sandbox.validation import MEDIA_TYPES
-from sandbox.webhooks import envelope
-from shared.phone import digits, maybe_e164
+from shared.phone import maybe_e164
 
 MAX_WAIT_SECONDS = 60.0
 
@@ -82,13 +87,17 @@ class InboundRequest(_Strict):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    sender: str = Field(alias="from", min_length=1)
+    sender: str | None = Field(default=None, alias="from", min_length=1)
     name: str = "Usuario"
     user_id: str | None = None
+    parent_user_id: str | None = None
     username: str | None = None
     withhold_phone: bool = False
     context_id: str | None = None
     timestamp: int | None = None
+    # A click-to-WhatsApp ad's `referral`: the message carries it, and it opens a free entry
+    # point window (72 h of free messages).
+    referral: dict[str, Any] | None = None
     text: str | None = None
     button_reply: Reply | None = None
     list_reply: ListReply | None = None
@@ -133,67 +142,50 @@ PLACEHOLDER_MEDIA: dict[str, tuple[str, bytes]] = {
 }
 
 
-def build_contact(request: InboundRequest, phone: str, user_id: str) -> dict[str, Any]:
-    """An entry of `contacts[]`: `profile{name}`, `wa_id` (unless withheld), `user_id`."""
-    profile: dict[str, Any] = {"name": request.name}
-    if request.username:
-        profile["username"] = request.username
-    contact: dict[str, Any] = {"profile": profile}
-    if not request.withhold_phone:
-        contact["wa_id"] = digits(phone)
-    contact["user_id"] = user_id
-    return contact
-
-
 def build_message(
     request: InboundRequest,
     *,
-    phone: str,
+    person: Person,
     wamid: str,
     timestamp: int,
     context_from: str | None,
     media: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An entry of `messages[]` in Meta's shape (`from` left out when the phone is withheld)."""
+    """An entry of `messages[]` in Meta's shape: `from` only when the phone may be shown,
+    `from_user_id` (and `from_parent_user_id`) always."""
     kind = request.kind()
     message: dict[str, Any] = {}
     if request.context_id:
         message["context"] = {"from": context_from, "id": request.context_id}
-    if not request.withhold_phone:
-        message["from"] = digits(phone)
+    if person.visible_phone:
+        message["from"] = person.visible_phone
+    message.update(user_ids(person, "from_"))
     message["id"] = wamid
     message["timestamp"] = str(timestamp)
+    if request.referral is not None:
+        message["referral"] = request.referral
     if kind == "message":
         assert request.message is not None
         message.update(request.message)
         message.setdefault("type", "unknown")
         return message
-    if kind == "text":
-        message["type"] = "text"
-        message["text"] = {"body": request.text}
-    elif kind in ("button_reply", "list_reply"):
-        reply = getattr(request, kind)
-        message["type"] = "interactive"
-        message["interactive"] = {"type": kind, kind: reply.model_dump(exclude_none=True)}
-    elif kind == "button":
-        assert request.button is not None
-        message["type"] = "button"
-        message["button"] = request.button.model_dump()
-    elif kind in MEDIA_TYPES:
-        message["type"] = kind
-        message[kind] = media or {}
-    elif kind == "location":
-        assert request.location is not None
-        message["type"] = "location"
-        message["location"] = request.location.model_dump(exclude_none=True)
-    elif kind == "reaction":
-        assert request.reaction is not None
-        message["type"] = "reaction"
-        message["reaction"] = request.reaction.model_dump()
-    else:
-        message["type"] = "contacts"
-        message["contacts"] = request.contacts
+    message["type"] = "interactive" if kind in ("button_reply", "list_reply") else kind
+    message.update(_content(request, kind, media))
     return message
+
+
+def _content(request: InboundRequest, kind: str, media: dict[str, Any] | None) -> dict[str, Any]:
+    if kind == "text":
+        return {"text": {"body": request.text}}
+    if kind in ("button_reply", "list_reply"):
+        reply = getattr(request, kind)
+        return {"interactive": {"type": kind, kind: reply.model_dump(exclude_none=True)}}
+    if kind in MEDIA_TYPES:
+        return {kind: media or {}}
+    if kind == "contacts":
+        return {"contacts": request.contacts}
+    part = getattr(request, kind)
+    return {kind: part.model_dump(exclude_none=kind == "location")}
 
 
 def _store_media(state: SandboxState, kind: str, given: InboundMedia) -> dict[str, Any]:
@@ -223,64 +215,106 @@ def _bad_request(message: str) -> web.Response:
     return json_response({"error": message}, status=400)
 
 
-async def inbound(request: web.Request) -> web.Response:
-    """A phone writes to the business: build Meta's webhook, sign it, post it, open the window."""
-    state = request.app[STATE_KEY]
-    try:
-        data = orjson.loads(await request.read())
-        message_request = InboundRequest.model_validate(data)
-        kind = message_request.kind()
-    except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
-        return _bad_request(str(exc))
-    phone = maybe_e164(message_request.sender)
-    if phone is None:
-        return _bad_request(f"'from' is not a phone number: {message_request.sender!r}")
+class InboundError(ValueError):
+    """A request the sandbox cannot turn into a message (answered 400 with this reason)."""
 
+
+def writer(state: SandboxState, request: InboundRequest) -> Person:
+    """The person writing, linked to every identifier the request gives."""
+    phone = None
+    if request.sender is not None:
+        phone = maybe_e164(request.sender)
+        if phone is None:
+            raise InboundError(f"'from' is not a phone number: {request.sender!r}")
+    for name in ("user_id", "parent_user_id"):
+        value = getattr(request, name)
+        if value is not None and not is_bsuid(value):
+            raise InboundError(f"{name} is not a business-scoped user id (like AR.123): {value!r}")
+    try:
+        person = state.people.for_inbound(phone, request.user_id, request.parent_user_id)
+    except IdentityConflict as exc:
+        raise InboundError(str(exc)) from None
+    except ValueError as exc:
+        raise InboundError(str(exc)) from None
+    person.name = request.name
+    if request.username is not None:
+        person.username = request.username
+    person.phone_hidden = request.withhold_phone or phone is None
+    return person
+
+
+def prepare(state: SandboxState, request: InboundRequest) -> tuple[dict[str, Any], Person, str]:
+    """A person writes to the business: Meta's webhook payload (to post), the person and the
+    wamid. The window opens before the business hears of the message, so it can answer."""
+    kind = request.kind()
+    person = writer(state, request)
     media = None
     if kind in MEDIA_TYPES:
         try:
-            media = _store_media(state, kind, getattr(message_request, kind))
+            media = _store_media(state, kind, getattr(request, kind))
         except ValueError as exc:
-            return _bad_request(f"{kind}.data_base64 is not base64: {exc}")
+            raise InboundError(f"{kind}.data_base64 is not base64: {exc}") from None
     context_from = None
-    if message_request.context_id:
-        quoted = state.inbound.get(message_request.context_id)
-        context_from = digits(quoted) if quoted else state.config.display_digits
-    user_id = message_request.user_id or business_scoped_user_id(phone, state.config.waba_id)
-    wamid = state.ids.wamid(digits(phone), outbound=False)
+    if request.context_id:
+        quoted = state.people.by_key(state.inbound.get(request.context_id, ""))
+        # A quoted customer message names that customer; a quoted business message, the business.
+        context_from = (quoted.visible_phone or quoted.user_id) if quoted else None
+        context_from = context_from or state.config.display_digits
+    wamid = state.ids.wamid(person.wamid_owner, outbound=False)
     message = build_message(
-        message_request,
-        phone=phone,
+        request,
+        person=person,
         wamid=wamid,
-        timestamp=message_request.timestamp or int(state.clock()),
+        timestamp=request.timestamp or int(state.clock()),
         context_from=context_from,
         media=media,
     )
-    payload = envelope(
-        state.config,
-        contacts=[build_contact(message_request, phone, user_id)],
-        messages=[message],
-    )
-    # The window opens before the business hears of the message, so an instant reply is allowed.
-    state.open_window(phone)
-    state.inbound[wamid] = phone
+    state.open_window(person)
+    if request.referral is not None:
+        state.open_free_entry_point(person)
+    state.inbound[wamid] = person.key
+    return envelope(state.config, contacts=[contact(person)], messages=[message]), person, wamid
+
+
+async def receive(state: SandboxState, request: InboundRequest) -> dict[str, Any]:
+    """Post what a person writes (signed), and say what became of it."""
+    payload, person, wamid = prepare(state, request)
     delivery = await state.dispatcher.deliver_now(payload)
     answer: dict[str, Any] = {
         "wamid": wamid,
         "gateway_status": delivery.status or 0,
-        "user_id": user_id,
+        "user_id": person.user_id,
+        "phone": person.phone,
     }
     if delivery.error:
         answer["error"] = delivery.error
-    return json_response(answer)
+    return answer
+
+
+async def inbound(request: web.Request) -> web.Response:
+    """`POST /_sandbox/inbound`: someone writes to the business."""
+    try:
+        message_request = InboundRequest.model_validate(orjson.loads(await request.read()))
+        message_request.kind()
+        return json_response(await receive(request.app[STATE_KEY], message_request))
+    except (orjson.JSONDecodeError, ValidationError, ValueError) as exc:
+        return _bad_request(str(exc))
+
+
+def person_at(state: SandboxState, identifier: str) -> Person:
+    """The person a path names by phone or BSUID (a new one when unknown)."""
+    if parse_identifier(identifier) is None:
+        raise InboundError(f"not a phone number or a business-scoped user id: {identifier!r}")
+    return state.people.get_or_create(identifier)
 
 
 async def phone_messages(request: web.Request) -> web.Response:
     """`?after=<index>` returns only later messages; `?wait=<s>` long-polls for them."""
     state = request.app[STATE_KEY]
-    phone = maybe_e164(request.match_info["number"])
-    if phone is None:
-        return _bad_request(f"not a phone number: {request.match_info['number']!r}")
+    try:
+        person = person_at(state, request.match_info["number"])
+    except InboundError as exc:
+        return _bad_request(str(exc))
     try:
         after = int(request.query.get("after", "-1"))
         wait = min(float(request.query.get("wait", "0")), MAX_WAIT_SECONDS)
@@ -289,7 +323,7 @@ async def phone_messages(request: web.Request) -> web.Response:
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    inbox = state.inbox(phone)
+    inbox = state.inbox(person)
     found = inbox.after(after)
     while not found and not state.closing.is_set():
         remaining = deadline - loop.time()
@@ -297,9 +331,9 @@ async def phone_messages(request: web.Request) -> web.Response:
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(inbox.changed.wait(), remaining)
-        inbox = state.inbox(phone)  # a reset replaces the inbox
+        inbox = state.inbox(person)  # a reset replaces the inbox
         found = inbox.after(after)
-    return json_response({"phone": phone, "messages": found})
+    return json_response({"phone": person.phone, "user_id": person.user_id, "messages": found})
 
 
 def setup_routes(app: web.Application) -> None:

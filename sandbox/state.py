@@ -1,4 +1,4 @@
-"""Everything the sandbox remembers, in memory: sends, phones, windows, media, limits, faults."""
+"""Everything the sandbox remembers, in memory: sends, people, windows, media, limits, faults."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.account import Account
 from sandbox.config import SandboxConfig
 from sandbox.faults import Faults
 from sandbox.ids import IdFactory
 from sandbox.limits import PairLimiter, TokenBucket
+from sandbox.people import People, Person
 from sandbox.templates import TemplateRegistry
 from sandbox.validation import ReadReceipt, SendRequest
-from sandbox.webhooks import WebhookDispatcher, plan_statuses
-from shared.phone import digits
+from sandbox.webhooks import SendStatuses, WebhookDispatcher, plan_statuses
+
+# Meta's free entry point window (a click-to-WhatsApp ad or a Page call to action): 72 hours.
+FREE_ENTRY_SECONDS = 72 * 3600
 
 
 @dataclass(slots=True)
@@ -64,6 +68,10 @@ class SandboxState:
         )
         self._plan_rng = random.Random(config.seed + 2)
         self.dispatcher = WebhookDispatcher(config, random.Random(config.seed + 3))
+        self.people = People(config.waba_id, parent_bsuids=config.parent_bsuids)
+        self.account = Account()
+        # Templates waiting for their review, by (name, language).
+        self.reviews: dict[tuple[str, str], asyncio.TimerHandle] = {}
         # Set on shutdown, so requests hanging under a timeout fault let go.
         self.closing = asyncio.Event()
         self.reset()
@@ -74,11 +82,15 @@ class SandboxState:
         self.read_receipts: list[dict[str, Any]] = []
         for inbox in getattr(self, "inboxes", {}).values():
             inbox.changed.set()
+        # Inboxes, windows and conversations are per person (`Person.key`).
         self.inboxes: dict[str, Inbox] = {}
         self.windows: dict[str, float] = {}
         self.conversations: dict[tuple[str, str], tuple[str, float]] = {}
+        # Inbound wamid -> the key of the person who wrote it.
         self.inbound: dict[str, str] = {}
         self.media: dict[str, Media] = {}
+        # The latest call id with each person (Person.key), for a `terminate` after `connect`.
+        self.calls: dict[str, str] = {}
         # Meta's throughput limit as Mensajero defines it: a bucket of `rate` tokens refilled
         # at `rate`/s, full at the start; a send finding it empty is answered 130429 (counted).
         self.throughput = TokenBucket(
@@ -88,41 +100,62 @@ class SandboxState:
         self.pairs = PairLimiter(self.config.pair_burst, self.config.pair_interval_seconds)
         self.faults.clear()
         self.dispatcher.clear()
+        self.people.clear()
+        self.account.clear()
+        self.templates.reset()
+        for handle in self.reviews.values():
+            handle.cancel()
+        self.reviews.clear()
 
-    # -- phones and windows --------------------------------------------------------------
+    # -- people and windows --------------------------------------------------------------
 
-    def inbox(self, phone: str) -> Inbox:
-        inbox = self.inboxes.get(phone)
+    def inbox(self, person: Person) -> Inbox:
+        inbox = self.inboxes.get(person.key)
         if inbox is None:
-            inbox = self.inboxes[phone] = Inbox()
+            inbox = self.inboxes[person.key] = Inbox()
         return inbox
 
-    def open_window(self, phone: str) -> None:
-        self.windows[phone] = self.clock()
+    def open_window(self, person: Person) -> None:
+        self.windows[person.key] = self.clock()
 
-    def window_open(self, phone: str) -> bool:
-        opened = self.windows.get(phone)
+    def window_open(self, person: Person) -> bool:
+        opened = self.windows.get(person.key)
         return opened is not None and self.clock() - opened < self.config.window_seconds
+
+    def open_free_entry_point(self, person: Person) -> None:
+        person.free_entry_until = self.clock() + FREE_ENTRY_SECONDS
+
+    def fault_scope(self, person: Person) -> str:
+        """The identifier the person's faults were set under (phone, BSUID or parent BSUID)."""
+        for identifier in (person.phone, person.user_id, person.parent_user_id):
+            if identifier and identifier in self.faults.recipients:
+                return identifier
+        return person.label
 
     # -- sends ---------------------------------------------------------------------------
 
-    def accept(self, send: SendRequest) -> str:
-        """Record an accepted send, deliver it to the phone and schedule its status webhooks."""
+    def accept(self, send: SendRequest, person: Person, failure_code: int | None = None) -> str:
+        """Record an accepted send, deliver it to the person and schedule its status webhooks.
+
+        `failure_code` accepts the send but fails it asynchronously (as Meta does with 131050).
+        """
         now = self.clock()
-        recipient_id = digits(send.to)
-        wamid = self.ids.wamid(recipient_id, outbound=True)
+        wamid = self.ids.wamid(person.wamid_owner, outbound=True)
         self.messages.append(
             {
                 "index": len(self.messages),
                 "wamid": wamid,
-                "to": send.to,
+                "to": send.address,
+                "user_id": person.user_id,
                 "type": send.type,
                 "time": now,
                 "body": send.body,
             }
         )
-        faults = self.faults.for_delivery(send.to)
-        if faults.async_failure_code is None:
+        faults = self.faults.for_delivery(self.fault_scope(person))
+        if failure_code is None:
+            failure_code = faults.async_failure_code
+        if failure_code is None:
             record: dict[str, Any] = {
                 "wamid": wamid,
                 "type": send.type,
@@ -132,53 +165,67 @@ class SandboxState:
             }
             if send.template is not None:
                 record["template"] = self._template_preview(send)
-            self.inbox(send.to).append(record)
+            self.inbox(person).append(record)
 
-        category, pricing = self._pricing(send)
-        plan = plan_statuses(
+        pricing = self._pricing(send, person, now)
+        statuses = SendStatuses(
             wamid,
-            recipient_id,
-            self.config.status_delays,
-            faults,
-            self._plan_rng,
-            conversation=self._conversation(send.to, category, now),
+            person,
+            to_phone=send.to is not None,
             pricing=pricing,
+            conversation=self._conversation(person, pricing, now),
             biz_opaque_callback_data=send.biz_opaque_callback_data,
         )
-        for delay, item in plan:
-            self.dispatcher.schedule(delay, item, shuffle=faults.reorder)
+        plan = plan_statuses(
+            statuses, self.config.status_delays, faults, self._plan_rng, failure_code=failure_code
+        )
+        for delay, item, contact in plan:
+            self.dispatcher.schedule(delay, item, shuffle=faults.reorder, contact=contact)
         return wamid
 
     def record_read(self, receipt: ReadReceipt) -> None:
+        writer = self.people.by_key(self.inbound.get(receipt.message_id, ""))
         self.read_receipts.append(
             {
                 "index": len(self.read_receipts),
                 "message_id": receipt.message_id,
-                "from": self.inbound.get(receipt.message_id),
+                "from": writer.label if writer else None,
                 "typing_indicator": receipt.typing_indicator,
                 "time": self.clock(),
             }
         )
 
-    def _pricing(self, send: SendRequest) -> tuple[str, dict[str, Any]]:
-        if send.template is None:
-            category, free = "service", True
+    def _pricing(self, send: SendRequest, person: Person, now: float) -> dict[str, Any]:
+        """Per-message pricing (`PMP`, since July 2025), as Meta's status reference gives it."""
+        if now < person.free_entry_until:
+            category, kind = "referral_conversion", "free_entry_point"
+        elif send.template is None:
+            category, kind = "service", "free_customer_service"
         else:
             category = send.template.template.category.lower()
-            free = category == "utility" and self.window_open(send.to)
-        pricing = {
-            "billable": not free,
+            free = category == "utility" and self.window_open(person)
+            kind = "free_customer_service" if free else "regular"
+        return {
+            "billable": kind == "regular",
             "pricing_model": "PMP",
             "category": category,
-            "type": "free_customer_service" if free else "regular",
+            "type": kind,
         }
-        return category, pricing
 
-    def _conversation(self, phone: str, category: str, now: float) -> dict[str, Any]:
-        current = self.conversations.get((phone, category))
+    def _conversation(
+        self, person: Person, pricing: dict[str, Any], now: float
+    ) -> dict[str, Any] | None:
+        """Webhooks from v24.0 have no `conversation`, unless a free entry point window is open
+        (then it names the window); v23.0 and older give one per category and 24 h."""
+        category = pricing["category"]
+        free_entry = pricing["type"] == "free_entry_point"
+        if self.config.webhook_major_version >= 24 and not free_entry:
+            return None
+        current = self.conversations.get((person.key, category))
         if current is None or current[1] <= now:
-            current = (self.ids.hex_id(), now + 24 * 3600)
-            self.conversations[(phone, category)] = current
+            expires = person.free_entry_until if free_entry else now + 24 * 3600
+            current = (self.ids.hex_id(), expires)
+            self.conversations[(person.key, category)] = current
         return {
             "id": current[0],
             "expiration_timestamp": str(int(current[1])),

@@ -28,6 +28,8 @@ import orjson
 from sandbox.config import SandboxConfig
 from sandbox.errors import status_error
 from sandbox.faults import DeliveryFaults
+from sandbox.payloads import contact, envelope, recipient_fields, status_item
+from sandbox.people import Person
 
 log = logging.getLogger("sandbox.webhooks")
 
@@ -48,108 +50,90 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def envelope(config: SandboxConfig, **value: Any) -> dict[str, Any]:
-    """`{"object": "whatsapp_business_account", "entry": [...]}` around one `messages` change."""
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": config.waba_id,
-                "changes": [
-                    {
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": config.display_digits,
-                                "phone_number_id": config.phone_number_id,
-                            },
-                            **value,
-                        },
-                        "field": "messages",
-                    }
-                ],
-            }
-        ],
-    }
+@dataclass(frozen=True, slots=True)
+class SendStatuses:
+    """What every status update of one accepted send shares."""
+
+    wamid: str
+    person: Person
+    # Addressed by phone (`to`) rather than by BSUID (`recipient`).
+    to_phone: bool
+    pricing: dict[str, Any]
+    conversation: dict[str, Any] | None = None
+    biz_opaque_callback_data: str | None = None
 
 
-def status_item(
-    wamid: str,
-    status: str,
-    recipient_id: str,
-    *,
-    conversation: dict[str, Any] | None = None,
-    pricing: dict[str, Any] | None = None,
-    biz_opaque_callback_data: str | None = None,
-    errors: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """One entry of `statuses[]`; its `timestamp` is filled in when it is posted."""
-    item: dict[str, Any] = {
-        "id": wamid,
-        "status": status,
-        "timestamp": "",
-        "recipient_id": recipient_id,
-    }
-    if conversation is not None:
-        item["conversation"] = conversation
-    if pricing is not None:
-        item["pricing"] = pricing
-    if biz_opaque_callback_data is not None:
-        item["biz_opaque_callback_data"] = biz_opaque_callback_data
-    if errors is not None:
-        item["errors"] = errors
-    return item
+Planned = tuple[float, dict[str, Any], dict[str, Any] | None]
 
 
 def plan_statuses(
-    wamid: str,
-    recipient_id: str,
+    send: SendStatuses,
     delays: tuple[float, float, float],
     faults: DeliveryFaults,
     rng: random.Random,
     *,
-    conversation: dict[str, Any],
-    pricing: dict[str, Any],
-    biz_opaque_callback_data: str | None,
-) -> list[tuple[float, dict[str, Any]]]:
-    """The status updates of one accepted send, each with its delay in seconds."""
+    failure_code: int | None = None,
+) -> list[Planned]:
+    """The status updates of one accepted send: (delay in seconds, status, its contact)."""
     if faults.drop:
         return []
-    if faults.async_failure_code is not None:
+    code = failure_code if failure_code is not None else faults.async_failure_code
+    if code is not None:
         failed = status_item(
-            wamid,
+            send.wamid,
             "failed",
-            recipient_id,
-            biz_opaque_callback_data=biz_opaque_callback_data,
-            errors=[status_error(faults.async_failure_code)],
+            recipient_fields(send.person, to_phone=send.to_phone, failed=True),
+            biz_opaque_callback_data=send.biz_opaque_callback_data,
+            errors=[status_error(code)],
         )
-        plan = [(delays[0], failed)]
+        # Meta leaves `contacts` out of failed statuses.
+        plan: list[Planned] = [(delays[0], failed, None)]
     else:
-        # Meta gives the conversation's expiration on `sent` only.
-        later = {k: v for k, v in conversation.items() if k != "expiration_timestamp"}
         plan = [
-            (
-                delay,
-                status_item(
-                    wamid,
-                    status,
-                    recipient_id,
-                    conversation=conversation if status == "sent" else later,
-                    pricing=pricing,
-                    biz_opaque_callback_data=biz_opaque_callback_data,
-                ),
-            )
+            (delay, _delivery_status(send, status), _status_contact(send, status))
             for delay, status in zip(delays, ("sent", "delivered", "read"), strict=True)
             # When the message is read the moment it is delivered, Meta sends only `read`.
             if not (status == "delivered" and delays[2] <= delays[1])
         ]
     if faults.reorder:
-        shuffled = [delay for delay, _ in plan]
+        shuffled = [delay for delay, _, _ in plan]
         rng.shuffle(shuffled)
-        plan = [(delay, item) for delay, (_, item) in zip(shuffled, plan, strict=True)]
+        plan = [(d, item, c) for d, (_, item, c) in zip(shuffled, plan, strict=True)]
     if faults.duplicate:
-        plan += [(delay + rng.uniform(0, 0.05), item) for delay, item in plan]
+        plan += [(delay + rng.uniform(0, 0.05), item, c) for delay, item, c in plan]
     return plan
+
+
+def _delivery_status(send: SendStatuses, status: str) -> dict[str, Any]:
+    conversation = send.conversation
+    if conversation is not None and status != "sent":
+        # Meta gives the conversation's expiration on `sent` only.
+        conversation = {k: v for k, v in conversation.items() if k != "expiration_timestamp"}
+    return status_item(
+        send.wamid,
+        status,
+        recipient_fields(send.person, to_phone=send.to_phone, failed=False),
+        conversation=conversation,
+        pricing=send.pricing,
+        biz_opaque_callback_data=send.biz_opaque_callback_data,
+    )
+
+
+def _status_contact(send: SendStatuses, status: str) -> dict[str, Any]:
+    """The `contacts[]` entry beside a status: the username only on delivered and read."""
+    return contact(send.person, username=status != "sent", phone=True if send.to_phone else None)
+
+
+def merged_contacts(found: list[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """One contact per user, the fullest one (with the username) when several share a POST."""
+    by_user: dict[str, dict[str, Any]] = {}
+    for item in found:
+        if item is None:
+            continue
+        kept = by_user.get(item["user_id"])
+        if kept is None or "username" in item.get("profile", {}):
+            by_user[item["user_id"]] = item
+    return list(by_user.values())
 
 
 @dataclass(slots=True)
@@ -186,7 +170,7 @@ class WebhookDispatcher:
     def __init__(self, config: SandboxConfig, rng: random.Random) -> None:
         self._config = config
         self._rng = rng
-        self._heap: list[tuple[float, int, dict[str, Any], bool]] = []
+        self._heap: list[tuple[float, int, dict[str, Any], bool, dict[str, Any] | None]] = []
         self._seq = itertools.count()
         self._ids = itertools.count(1)
         self._wakeup = asyncio.Event()
@@ -224,19 +208,27 @@ class WebhookDispatcher:
 
     # -- scheduling ----------------------------------------------------------------------
 
-    def schedule(self, delay: float, item: dict[str, Any], *, shuffle: bool = False) -> None:
+    def schedule(
+        self,
+        delay: float,
+        item: dict[str, Any],
+        *,
+        shuffle: bool = False,
+        contact: dict[str, Any] | None = None,
+    ) -> None:
         """Post this status update after `delay` seconds, batched with others due then.
 
-        `shuffle` mixes the order of the batch it lands in (Meta guarantees no order).
+        `contact` goes into the POST's `contacts[]`; `shuffle` mixes the order of the batch it
+        lands in (Meta guarantees no order).
         """
         due = asyncio.get_running_loop().time() + delay
-        heapq.heappush(self._heap, (due, next(self._seq), item, shuffle))
+        heapq.heappush(self._heap, (due, next(self._seq), item, shuffle, contact))
         if self._heap[0][2] is item:
             self._wakeup.set()
 
-    async def deliver_now(self, payload: dict[str, Any]) -> Delivery:
-        """Post an inbound-message webhook now; retry later in the background when it fails."""
-        delivery = self._record("messages", payload)
+    async def deliver_now(self, payload: dict[str, Any], kind: str = "messages") -> Delivery:
+        """Post a webhook now; retry later in the background when it fails."""
+        delivery = self._record(kind, payload)
         delivered = await self._attempt(delivery)
         if not delivered and delivery.attempts < self._config.webhook_max_attempts:
             self._spawn(self._retry(delivery, self._config.webhook_retry_initial_seconds))
@@ -260,27 +252,37 @@ class WebhookDispatcher:
                 continue
             horizon = loop.time() + window
             batch: list[dict[str, Any]] = []
+            contacts: list[dict[str, Any] | None] = []
             shuffle = False
             while (
                 self._heap
                 and self._heap[0][0] <= horizon
                 and len(batch) < self._config.webhook_max_batch
             ):
-                _, _, item, mix = heapq.heappop(self._heap)
+                _, _, item, mix, contact = heapq.heappop(self._heap)
                 batch.append(item)
+                contacts.append(contact)
                 shuffle = shuffle or mix
             try:
-                self._post_batch(batch, shuffle)
+                self._post_batch(batch, merged_contacts(contacts), shuffle)
             except Exception:  # one bad batch must not stop every later webhook
                 log.exception("could not post a batch of %d statuses", len(batch))
 
-    def _post_batch(self, batch: list[dict[str, Any]], shuffle: bool) -> None:
+    def _post_batch(
+        self, batch: list[dict[str, Any]], contacts: list[dict[str, Any]], shuffle: bool
+    ) -> None:
         stamp = str(int(time.time()))
         statuses = [dict(item, timestamp=stamp) for item in batch]
         if shuffle:
             self._rng.shuffle(statuses)
-        delivery = self._record("statuses", envelope(self._config, statuses=statuses))
+        value: dict[str, Any] = {"contacts": contacts} if contacts else {}
+        self.post("statuses", envelope(self._config, **value, statuses=statuses))
+
+    def post(self, kind: str, payload: dict[str, Any]) -> Delivery:
+        """Post a webhook in the background, retried as Meta retries."""
+        delivery = self._record(kind, payload)
         self._spawn(self._retry(delivery, 0.0))
+        return delivery
 
     def _record(self, kind: str, payload: dict[str, Any]) -> Delivery:
         delivery = Delivery(next(self._ids), kind, meta_json(payload), time.time())

@@ -95,6 +95,13 @@ class Sink:
     def messages(self) -> list[dict[str, Any]]:
         return [m for r in self.received for m in r.value.get("messages", [])]
 
+    def of_field(self, field: str) -> list[Received]:
+        """The webhooks of one field, each checked to be signed with the app secret."""
+        found = [r for r in self.received if r.json["entry"][0]["changes"][0]["field"] == field]
+        for received in found:
+            assert valid_signature(received.body, received.headers.get("X-Hub-Signature-256"))
+        return found
+
 
 class Api:
     """The sandbox, seen from a client."""
@@ -152,6 +159,16 @@ class Api:
         assert status == 200, body
         return body
 
+    async def emit(self, **fields: Any) -> dict[str, Any]:
+        """`POST /_sandbox/webhooks/emit`, expected to be built and delivered."""
+        status, body = await self.request(
+            "POST", "/_sandbox/webhooks/emit", token=None, json=fields
+        )
+        assert status == 200, body
+        assert body["gateway_status"] == 200, body
+        answer: dict[str, Any] = body
+        return answer
+
     async def inbox(self, phone: str = CUSTOMER, **params: Any) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = (
             await self.get(f"/_sandbox/phones/{phone}/messages", **params)
@@ -161,6 +178,26 @@ class Api:
 
 def text_message(to: str = CUSTOMER, body: str = "Hola") -> dict[str, Any]:
     return {"messaging_product": "whatsapp", "to": to, "type": "text", "text": {"body": body}}
+
+
+def to_bsuid(message: dict[str, Any], recipient: str) -> dict[str, Any]:
+    """The same send, addressed by business-scoped user id instead of phone."""
+    found = {k: v for k, v in message.items() if k != "to"}
+    return {**found, "recipient": recipient}
+
+
+def template_message(name: str, language: str, *params: str, to: str = CUSTOMER) -> dict[str, Any]:
+    components = (
+        [{"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}]
+        if params
+        else []
+    )
+    return {
+        "messaging_product": "whatsapp",
+        "to": to,
+        "type": "template",
+        "template": {"name": name, "language": {"code": language}, "components": components},
+    }
 
 
 def assert_meta_error(status: int, body: Any, code: int, http_status: int = 400) -> str:

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sandbox.chat import ChatSession, Choice, parse_line, render_message
+import pytest
+
+from sandbox.__main__ import main
+from sandbox.chat import (
+    ChatSession,
+    Choice,
+    Identity,
+    format_received,
+    parse_emit,
+    parse_line,
+    render_message,
+)
 from tests.helpers import wait_for
-from tests.sandbox.support import CUSTOMER, Api, Sink, load
+from tests.sandbox.support import CUSTOMER, Api, Sink, load, text_message, to_bsuid
+
+ANA = Identity(name="Ana", phone=CUSTOMER)
+PHONE_LESS = Identity(name="Ana", user_id="AR.13491208655302741918", username="ana")
 
 
 def record(body: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -114,19 +128,19 @@ def test_parse_line() -> None:
         Choice(2, "list_reply", "row", "Fila", "wamid.B2", "desc"),
         Choice(3, "button", "take:42", "Atender", "wamid.B3"),
     )
-    assert parse_line("  ", choices, CUSTOMER, "Ana") is None
-    assert parse_line("hola", choices, CUSTOMER, "Ana") == {
+    assert parse_line("  ", choices, ANA) is None
+    assert parse_line("hola", choices, ANA) == {
         "from": CUSTOMER,
         "name": "Ana",
         "text": "hola",
     }
-    assert parse_line("1", choices, CUSTOMER, "Ana") == {
+    assert parse_line("1", choices, ANA) == {
         "from": CUSTOMER,
         "name": "Ana",
         "context_id": "wamid.B1",
         "button_reply": {"id": "yes", "title": "Sí"},
     }
-    picked = {line: parse_line(line, choices, CUSTOMER, "Ana") or {} for line in "234"}
+    picked = {line: parse_line(line, choices, ANA) or {} for line in "234"}
     assert picked["2"]["list_reply"] == {"id": "row", "title": "Fila", "description": "desc"}
     assert picked["3"]["button"] == {"payload": "take:42", "text": "Atender"}
     assert picked["3"]["context_id"] == "wamid.B3"
@@ -136,7 +150,7 @@ def test_parse_line() -> None:
 
 async def test_a_chat_session_against_the_sandbox(api: Api, sink: Sink) -> None:
     printed: list[str] = []
-    chat = ChatSession(api.session, api.base, CUSTOMER, "Ana", output=printed.append)
+    chat = ChatSession(api.session, api.base, ANA, output=printed.append)
 
     await chat.say("Hola")
     [message] = sink.messages()
@@ -156,3 +170,67 @@ async def test_a_chat_session_against_the_sandbox(api: Api, sink: Sink) -> None:
         "button_reply": {"id": "<UNIQUE_BUTTON_ID_2>", "title": "<BUTTON_TITLE_2>"},
     }
     assert reply["context"]["id"] == sent["messages"][0]["id"]
+
+
+def test_a_phone_less_identity() -> None:
+    assert parse_line("hola", (), PHONE_LESS) == {
+        "user_id": "AR.13491208655302741918",
+        "username": "ana",
+        "name": "Ana",
+        "text": "hola",
+    }
+    assert PHONE_LESS.address == "AR.13491208655302741918"
+    assert "without a phone" in PHONE_LESS.describe()
+    with pytest.raises(ValueError, match="phone or a business-scoped user id"):
+        _ = Identity().address
+
+
+def test_parse_emit() -> None:
+    assert parse_emit('!emit user_preferences {"value": "resume"}', PHONE_LESS) == {
+        "field": "user_preferences",
+        "customer": "AR.13491208655302741918",
+        "value": "resume",
+    }
+    assert parse_emit("!emit history", ANA) == {"field": "history", "customer": CUSTOMER}
+    with pytest.raises(ValueError, match="usage"):
+        parse_emit("!emit", ANA)
+    with pytest.raises(ValueError):
+        parse_emit("!emit calls [1]", ANA)
+
+
+def test_echoes_are_shown_as_the_business_app() -> None:
+    echo = record({"type": "text", "text": {"body": "Te escribo yo"}}, source="business_app")
+    assert "business (WhatsApp Business app):" in format_received(echo, render_message(echo))
+
+
+async def test_a_phone_less_chat_session(api: Api, sink: Sink) -> None:
+    printed: list[str] = []
+    chat = ChatSession(api.session, api.base, PHONE_LESS, output=printed.append)
+    await chat.say("Hola")
+    [message] = sink.messages()
+    assert "from" not in message and message["from_user_id"] == PHONE_LESS.user_id
+    assert sink.received[0].value["contacts"][0]["profile"]["username"] == "ana"
+    await api.send(to_bsuid(text_message(body="¡Hola Ana!"), "AR.13491208655302741918"))
+    assert await chat.poll(wait=5) == 1
+    assert "¡Hola Ana!" in printed[-1]
+    await chat.say('!emit user_preferences {"value": "stop"}')
+    assert printed[-1] == "! sent user_preferences (the business answered 200)"
+    [preferences] = sink.of_field("user_preferences")
+    assert preferences.value["user_preferences"][0]["user_id"] == PHONE_LESS.user_id
+    await chat.say('!emit nothing_here {"x": 1}')
+    assert printed[-1].startswith("! the sandbox refused it: field must be one of")
+    await chat.say("!emit calls {oops")
+    assert printed[-1].startswith("! ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["chat"], "--as <phone> or --user-id"),
+        (["chat", "--as", "nope"], "--as is not a phone number"),
+        (["chat", "--user-id", "ana"], "--user-id is not a business-scoped user id"),
+    ],
+)
+def test_chat_options_are_checked(argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit, match=message):
+        main(argv)

@@ -126,3 +126,44 @@ def test_pair_limiter_burst_then_one_every_interval() -> None:
     assert pairs.take("+2", 0.0) is True
     assert pairs.take("+1", 5.9) is False
     assert pairs.take("+1", 6.0) is True
+
+
+def test_the_2026_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = SandboxConfig()
+    assert (config.webhook_version, config.webhook_major_version) == ("v25.0", 25)
+    assert config.parent_bsuids is False
+    assert config.marketing_stop_failure == "sync"
+    assert (config.template_review, config.template_review_seconds) == ("approve", 1.0)
+    assert config.template_rejection_reason == "INVALID_FORMAT"
+    for name, value in {
+        "SANDBOX_WEBHOOK_VERSION": "v23.0",
+        "SANDBOX_PARENT_BSUIDS": "true",
+        "SANDBOX_MARKETING_STOP_FAILURE": "async",
+        "SANDBOX_TEMPLATE_REVIEW": "manual",
+        "SANDBOX_TEMPLATE_REVIEW_SECONDS": "0",
+        "SANDBOX_TEMPLATE_REJECTION_REASON": "PROMOTIONAL",
+    }.items():
+        monkeypatch.setenv(name, value)
+    config = SandboxConfig()
+    assert (config.webhook_version, config.webhook_major_version) == ("v23.0", 23)
+    assert config.parent_bsuids is True
+    assert config.marketing_stop_failure == "async"
+    assert (config.template_review, config.template_review_seconds) == ("manual", 0)
+    assert config.template_rejection_reason == "PROMOTIONAL"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SANDBOX_WEBHOOK_VERSION", "25"),
+        ("SANDBOX_TEMPLATE_REVIEW", "maybe"),
+        ("SANDBOX_MARKETING_STOP_FAILURE", "later"),
+        ("SANDBOX_TEMPLATE_REVIEW_SECONDS", "-1"),
+    ],
+)
+def test_bad_2026_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match=name.removeprefix("SANDBOX_").lower()):
+        SandboxConfig()

@@ -37,11 +37,14 @@ def shape(node: Any) -> Any:
 
 
 def without_user_id(node: Any) -> Any:
-    """Meta's examples predate `contacts[].user_id` (2026); the sandbox adds it."""
+    """Meta's examples predate business-scoped user ids (2026): `contacts[].user_id` and
+    `messages[].from_user_id`, which the sandbox adds."""
     node = dict(node)
     for change in node["entry"][0]["changes"]:
         for contact in change["value"].get("contacts", []):
             contact.pop("user_id")
+        for message in change["value"].get("messages", []):
+            message.pop("from_user_id")
     return node
 
 

@@ -8,7 +8,9 @@ import random
 from typing import Any
 
 from sandbox.faults import DeliveryFaults
-from sandbox.webhooks import meta_json, plan_statuses, sign
+from sandbox.ids import business_scoped_user_id
+from sandbox.people import Person
+from sandbox.webhooks import SendStatuses, meta_json, plan_statuses, sign
 from tests.helpers import wait_for
 from tests.sandbox.support import (
     AGENT,
@@ -60,6 +62,23 @@ async def test_sent_delivered_read_arrive_signed_in_metas_shape(api: Api, sink: 
             "category": "service",
             "type": "free_customer_service",
         }
+        assert item["recipient_user_id"] == business_scoped_user_id(CUSTOMER, WABA_ID)
+        # A v24.0+ webhook (the sandbox default is v25.0) has no `conversation`.
+        assert "conversation" not in item
+    # Beside sent, delivered and read: the recipient in `contacts[]` (Meta's BSUID page).
+    for received in sink.received:
+        [contact] = received.value["contacts"]
+        assert contact["wa_id"] == CUSTOMER.lstrip("+")
+        assert contact["user_id"] == business_scoped_user_id(CUSTOMER, WABA_ID)
+
+
+async def test_v23_webhooks_carry_a_conversation(start_sandbox: StartSandbox, sink: Sink) -> None:
+    api = await start_sandbox(webhook_version="v23.0")
+    _, answer = await api.text()
+    wamid = answer["messages"][0]["id"]
+    await wait_for(lambda: len(sink.statuses(wamid)) == 3, timeout=5, message="3 statuses")
+    sent, delivered, read = sink.statuses(wamid)
+    for item in (sent, delivered, read):
         assert item["conversation"]["origin"] == {"type": "service"}
     assert "expiration_timestamp" in sent["conversation"]
     assert "expiration_timestamp" not in read["conversation"]
@@ -225,17 +244,11 @@ async def test_duplicates_and_reordering(start_sandbox: StartSandbox, sink: Sink
 
 def test_plan_reorders_and_duplicates_deterministically() -> None:
     def plan(seed: int) -> list[tuple[float, str]]:
+        send = SendStatuses("wamid.X", Person(key="p1", user_id="AR.1"), to_phone=False, pricing={})
         items = plan_statuses(
-            "wamid.X",
-            "549",
-            (0.1, 0.2, 0.3),
-            DeliveryFaults(duplicate=True, reorder=True),
-            random.Random(seed),
-            conversation={"id": "c", "expiration_timestamp": "1", "origin": {"type": "service"}},
-            pricing={},
-            biz_opaque_callback_data=None,
+            send, (0.1, 0.2, 0.3), DeliveryFaults(duplicate=True, reorder=True), random.Random(seed)
         )
-        return [(round(delay, 6), item["status"]) for delay, item in items]
+        return [(round(delay, 6), item["status"]) for delay, item, _ in items]
 
     assert plan(1) == plan(1)
     assert len(plan(1)) == 6
