@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.events import _NAMESPACE, stable_id
+from shared.event_base import _NAMESPACE, stable_id
 
 
 def _uuid5(*parts: str) -> str:
