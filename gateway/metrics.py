@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from shared.ops import queue_depth_gauge
+
 # Fine enough below 50 ms, where a healthy webhook answers.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -27,6 +29,12 @@ class Metrics:
             "Events no queue was bound for, parked in the gateway's unrouted queue.",
             ["type"],
             registry=registry,
+        )
+        self.unrouted_waiting = queue_depth_gauge(
+            registry,
+            "gateway_unrouted_messages",
+            "Events parked in the unrouted queue now, waiting for `shared.replay unrouted`. "
+            "Broker-wide: every replica reports the same value (aggregate with max, not sum).",
         )
         self.skipped = Counter(
             "gateway_updates_skipped_total",

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from handoff.handlers import Handlers, message_key
 from handoff.metrics import HandoffMetrics
@@ -25,7 +24,7 @@ from shared.events import (
     MessageFailed,
     MessageSent,
 )
-from shared.ops import ReadinessCheck, add_ops_routes
+from shared.ops import ReadinessCheck, add_ops_routes, service_registry
 from shared.profiles import load_profiles
 from shared.service import BUS_KEY, POOL_KEY, bus_context, database_context
 
@@ -123,7 +122,7 @@ async def consumers(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
     app = web.Application()
-    registry = CollectorRegistry()
+    registry = service_registry("handoff")
     checks: dict[str, ReadinessCheck] = {}
     add_ops_routes(app, registry, checks)
     app[SETTINGS_KEY] = settings
