@@ -114,6 +114,9 @@ async def ses_webhook(request: web.Request) -> web.Response:
 
 def _unforeseen(request: web.Request) -> web.Response:
     log.exception("unexpected failure handling %s %s", request.method, request.path)
+    metrics = request.app.get(METRICS_KEY)
+    if metrics is not None:  # counted for the 5xx alert (a guard may serve a bare app)
+        metrics.unforeseen(request.method, request.path)
     return web.Response(status=503, text="temporary failure, retry later", content_type=TEXT)
 
 

@@ -60,3 +60,23 @@ async def test_dead_letter_depth_is_read_from_the_broker_at_each_scrape(bus: Bus
             return sample(await scrape(url), series) == 2.0
 
         await wait_for(two, message="two dead letters on the next scrape")
+
+
+async def test_a_webhook_the_guard_answered_503_is_counted_as_an_error() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.app import METRICS_KEY, guarded
+    from gateway.metrics import Metrics
+
+    async def broken(request: web.Request) -> web.Response:
+        raise KeyError("a bug")
+
+    registry = service_registry("gateway")
+    app = web.Application()
+    app[METRICS_KEY] = Metrics(registry)
+    app.router.add_post("/webhook/whatsapp", guarded(broken))
+    async with TestClient(TestServer(app)) as client:
+        response = await client.post("/webhook/whatsapp", data=b"{}")
+        assert response.status == 503
+    labels = {"endpoint": "whatsapp", "outcome": "error"}
+    assert registry.get_sample_value("gateway_webhook_requests_total", labels) == 1.0
