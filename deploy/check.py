@@ -142,7 +142,8 @@ def check_kubernetes(work: Path) -> None:
                 one,
                 quiet=True,
             )
-            print(f"{name}: {document['kind']}/{document['metadata']['name']} passes its CRD schema")
+            kind, object_name = document["kind"], document["metadata"]["name"]
+            print(f"{name}: {kind}/{object_name} passes its CRD schema")
 
 
 # ---------------------------------------------------------------------------------- Compose

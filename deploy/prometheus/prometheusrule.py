@@ -1,8 +1,7 @@
 """Print deploy/prometheus/rules.yml as a PrometheusRule (for the Prometheus Operator).
 
-    python deploy/prometheus/prometheusrule.py > deploy/k8s/components/monitoring/prometheusrule.yaml
-
-`make k8s-rules` runs this; `make deploy-check` fails when the checked-in file differs.
+`make k8s-rules` writes it to deploy/k8s/components/monitoring/prometheusrule.yaml;
+`make deploy-check` fails when the checked-in file differs.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 import yaml
 
 RULES = Path(__file__).with_name("rules.yml")
-HEADER = "# Generated from deploy/prometheus/rules.yml by `make k8s-rules`: edit that file instead.\n"
+HEADER = "# Generated from deploy/prometheus/rules.yml by `make k8s-rules`: edit that instead.\n"
 
 
 class _Dumper(yaml.SafeDumper):
