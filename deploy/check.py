@@ -118,7 +118,8 @@ def check_kubernetes(work: Path) -> None:
         strict_schemas[key] = closed
     for name in KUSTOMIZATIONS:
         built = run(kubectl, "kustomize", DEPLOY / "k8s" / name, quiet=True)
-        builtin, custom = [], []
+        builtin: list[dict[str, Any]] = []
+        custom: list[dict[str, Any]] = []
         for document in documents(built):
             key = (document["apiVersion"], document["kind"])
             (custom if key in strict_schemas else builtin).append(document)
