@@ -47,7 +47,7 @@ deploy-check: install
 
 ## k8s-rules: the monitoring component's PrometheusRule, generated from deploy/prometheus/rules.yml.
 k8s-rules: install
-	$(PY) deploy/prometheus/prometheusrule.py > deploy/k8s/components/monitoring/prometheusrule.yaml
+	$(PY) deploy/check.py prometheus-rule > deploy/k8s/components/monitoring/prometheusrule.yaml
 
 ## bench: prints the performance figures (gateway, sender, sandbox).
 bench: check-deps

@@ -11,6 +11,9 @@
   Grafana dashboard is PromQL that promtool accepts.
 
 Needs kubectl (with its kustomize) and promtool on PATH (Debian: `apt-get install prometheus`).
+
+`python deploy/check.py prometheus-rule` prints the PrometheusRule generated from rules.yml
+(`make k8s-rules` writes it into the monitoring component).
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ KUSTOMIZATIONS = ("base", "overlays/production", "overlays/sandbox")
 KUBERNETES_VERSION = "1.31.0"
 CRD_SCHEMAS = ROOT / "tests" / "deploy" / "crd-schemas"
 BIN = Path(sys.executable).parent
+RULES = DEPLOY / "prometheus" / "rules.yml"
+PROMETHEUS_RULE = DEPLOY / "k8s" / "components" / "monitoring" / "prometheusrule.yaml"
+GENERATED = "# Generated from deploy/prometheus/rules.yml by `make k8s-rules`: edit that instead.\n"
 
 
 class CheckFailed(Exception):
@@ -158,6 +164,34 @@ def check_compose() -> None:
 # ---------------------------------------------------------------------------------- Prometheus
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the longer PromQL expressions) as literal blocks."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def prometheus_rule() -> str:
+    """rules.yml as a PrometheusRule, for the Prometheus Operator."""
+    rules = yaml.safe_load(RULES.read_text("utf-8"))
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": "mensajero",
+            # What kube-prometheus's Prometheus selects by default; change it to your release's.
+            "labels": {"release": "kube-prometheus-stack"},
+        },
+        "spec": {"groups": rules["groups"]},
+    }
+    return GENERATED + yaml.dump(rule, Dumper=_Dumper, sort_keys=False, width=100)
+
+
 def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target, with Grafana's variables given values."""
     found = []
@@ -173,18 +207,14 @@ def grafana_to_promql(expr: str) -> str:
 
 def check_prometheus(work: Path) -> None:
     promtool = tool("promtool", "apt-get install prometheus (Debian's package has promtool)")
-    rules = DEPLOY / "prometheus" / "rules.yml"
-    run(promtool, "check", "rules", rules)
+    run(promtool, "check", "rules", RULES)
     tests = sorted((DEPLOY / "prometheus" / "tests").glob("*.yml"))
     run(promtool, "test", "rules", *tests)
 
-    sys.path.insert(0, str(DEPLOY / "prometheus"))
-    from prometheusrule import render
-
-    generated = DEPLOY / "k8s" / "components" / "monitoring" / "prometheusrule.yaml"
-    if generated.read_text("utf-8") != render():
-        raise CheckFailed(f"{generated.relative_to(ROOT)} differs from rules.yml: make k8s-rules")
-    print(f"{generated.relative_to(ROOT)} is rules.yml as generated")
+    generated = PROMETHEUS_RULE.relative_to(ROOT)
+    if PROMETHEUS_RULE.read_text("utf-8") != prometheus_rule():
+        raise CheckFailed(f"{generated} differs from rules.yml: run make k8s-rules")
+    print(f"{generated} is rules.yml as generated")
 
     dashboard = json.loads((DEPLOY / "grafana" / "mensajero.json").read_text("utf-8"))
     queries = dashboard_queries(dashboard)
@@ -205,7 +235,10 @@ def check_prometheus(work: Path) -> None:
     print(f"deploy/grafana/mensajero.json: {len(queries)} queries are valid PromQL")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv[1:] == ["prometheus-rule"]:
+        sys.stdout.write(prometheus_rule())
+        return 0
     with tempfile.TemporaryDirectory(prefix="mensajero-deploy-check-") as directory:
         work = Path(directory)
         try:
@@ -220,4 +253,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

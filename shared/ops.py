@@ -15,7 +15,10 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Protocol
 
@@ -180,3 +183,60 @@ def add_ops_routes(
     app[SCRAPE_HOOKS_KEY] = []
     for path, handler in (("/metrics", metrics), ("/healthz", healthz), ("/readyz", readyz)):
         app.router.add_get(path, wrap(handler) if wrap is not None else handler)
+
+
+# ---------------------------------------------------------------------------- container probe
+
+# Where each process answers whether it is ready: (port variable, its default, path).
+READINESS = {
+    "gateway": ("GATEWAY_PORT", 8080, "/readyz"),
+    "sender": ("SENDER_PORT", 9101, "/readyz"),
+    "handoff": ("HANDOFF_PORT", 9102, "/readyz"),
+    "notifier": ("NOTIFIER_PORT", 9103, "/readyz"),
+    "sandbox": ("SANDBOX_PORT", 8090, "/_sandbox/health"),
+}
+
+
+def readiness_url(argv: list[str], env: Mapping[str, str]) -> str | None:
+    """The readiness URL of a process started as ``python -m <service>`` (the image's
+    entrypoint), or None when it is not one of Mensajero's."""
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
+    found = READINESS.get(module or "")
+    if found is None:
+        return None
+    variable, default, path = found
+    return f"http://127.0.0.1:{env.get(variable, default)}{path}"
+
+
+def probe(url: str, timeout: float = 3.0) -> int:
+    """0 when ``url`` answers 200, else 1 with the reason on stderr (a container healthcheck)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except (OSError, ValueError) as error:
+        print(f"{url}: {error}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"{url}: HTTP {status}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``python -m shared.ops [URL]``: probe URL, or the readiness endpoint of the container's
+    main process (PID 1), for the image's HEALTHCHECK."""
+    if len(argv) > 1:
+        return probe(argv[1])
+    with open("/proc/1/cmdline", "rb") as cmdline:
+        command = [part.decode() for part in cmdline.read().split(b"\0") if part]
+    url = readiness_url(command, os.environ)
+    if url is None:
+        print(f"no readiness endpoint known for {' '.join(command)}", file=sys.stderr)
+        return 1
+    return probe(url)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))

@@ -80,3 +80,35 @@ async def test_a_webhook_the_guard_answered_503_is_counted_as_an_error() -> None
         assert response.status == 503
     labels = {"endpoint": "whatsapp", "outcome": "error"}
     assert registry.get_sample_value("gateway_webhook_requests_total", labels) == 1.0
+
+
+def test_the_container_probe_finds_the_service_of_the_main_process() -> None:
+    from shared.ops import readiness_url
+
+    env = {"SENDER_PORT": "9201"}
+    assert readiness_url(["python", "-m", "sender"], env) == "http://127.0.0.1:9201/readyz"
+    assert readiness_url(["python", "-m", "gateway"], {}) == "http://127.0.0.1:8080/readyz"
+    sandbox = readiness_url(["/opt/mensajero/bin/python", "-m", "sandbox"], {})
+    assert sandbox == "http://127.0.0.1:8090/_sandbox/health"
+    assert readiness_url(["python", "-m", "moto.server", "-p", "8095"], {}) is None
+    assert readiness_url(["python", "-m"], {}) is None
+
+
+async def test_the_container_probe_passes_only_on_200(unused_tcp_port: int) -> None:
+    import asyncio
+
+    from shared.ops import probe
+
+    async def ready(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ready"})
+
+    async def busy(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "not ready"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/ok", ready)
+    app.router.add_get("/busy", busy)
+    async with running(app) as url:
+        assert await asyncio.to_thread(probe, f"{url}/ok") == 0
+        assert await asyncio.to_thread(probe, f"{url}/busy") == 1
+    assert await asyncio.to_thread(probe, f"http://127.0.0.1:{unused_tcp_port}/readyz") == 1
