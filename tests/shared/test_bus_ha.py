@@ -96,3 +96,33 @@ async def test_message_count_reads_the_broker_now(bus: Bus) -> None:
 
 async def _count_is(bus: Bus, name: str, expected: int) -> bool:
     return await bus.message_count(name) == expected
+
+
+async def test_the_handoff_feed_is_a_quorum_queue_and_an_old_classic_one_is_kept(
+    bus: Bus, caplog: pytest.LogCaptureFixture
+) -> None:
+    from handoff.app import FEED_ARGUMENTS, declare_feed, feed_queue_name
+
+    name = feed_queue_name(bus)
+    channel = await bus.connection.channel()
+    try:
+        await declare_feed(bus)
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="x-queue-type"):
+            await channel.declare_queue(name, durable=True, arguments=FEED_ARGUMENTS)
+        channel = await bus.connection.channel()
+        await channel.queue_delete(name)
+
+        # What an earlier version declared: handoff still starts, with the feed it finds.
+        await channel.declare_queue(name, durable=True, arguments=FEED_ARGUMENTS)
+        await declare_feed(bus)
+        assert "classic queue from an earlier version" in caplog.text
+        await bus.publish_raw(
+            routing_key="handoff.requested",
+            body=b"{}",
+            event_type="handoff.requested",
+            event_id="1",
+        )
+        await wait_for(lambda: _count_is(bus, name, 1), message="the feed still bound")
+    finally:
+        channel = await bus.connection.channel()
+        await channel.queue_delete(name)
