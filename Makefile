@@ -8,7 +8,7 @@ PYTHON  ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format bench clean check-deps
+.PHONY: install run test lint format bench clean check-deps deploy-check k8s-rules
 
 install: $(STAMP)
 
@@ -38,6 +38,16 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+## deploy-check: the Kubernetes overlays, the Compose file, the alert rules (with their unit
+## tests) and the dashboard's queries, checked by kubectl kustomize, kubernetes-validate,
+## check-jsonschema and promtool (Debian: apt-get install prometheus).
+deploy-check: install
+	$(PY) deploy/check.py
+
+## k8s-rules: the monitoring component's PrometheusRule, generated from deploy/prometheus/rules.yml.
+k8s-rules: install
+	$(PY) deploy/check.py prometheus-rule > deploy/k8s/components/monitoring/prometheusrule.yaml
 
 ## bench: prints the performance figures (gateway, sender, sandbox).
 bench: check-deps

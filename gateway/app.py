@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from gateway.handlers import (
     Answer,
@@ -26,7 +25,13 @@ from gateway.publisher import Publisher
 from gateway.settings import Settings
 from gateway.sns import MAX_CERT_BYTES, CertificateStore, SnsRejected, SnsUnavailable
 from shared.logs import fields
-from shared.ops import Handler, ReadinessCheck, add_ops_routes
+from shared.ops import (
+    Handler,
+    ReadinessCheck,
+    add_ops_routes,
+    export_queue_depths,
+    service_registry,
+)
 from shared.service import BUS_KEY, bus_context
 
 log = logging.getLogger("mensajero.gateway")
@@ -109,6 +114,9 @@ async def ses_webhook(request: web.Request) -> web.Response:
 
 def _unforeseen(request: web.Request) -> web.Response:
     log.exception("unexpected failure handling %s %s", request.method, request.path)
+    metrics = request.app.get(METRICS_KEY)
+    if metrics is not None:  # counted for the 5xx alert (a guard may serve a bare app)
+        metrics.unforeseen(request.method, request.path)
     return web.Response(status=503, text="temporary failure, retry later", content_type=TEXT)
 
 
@@ -151,6 +159,9 @@ def _gateway_context(
     async def context(app: web.Application) -> AsyncIterator[None]:
         publisher = Publisher(app[BUS_KEY], metrics, timeout=settings.PUBLISH_TIMEOUT_SECONDS)
         await publisher.declare()
+        export_queue_depths(
+            app, metrics.unrouted_waiting, app[BUS_KEY], lambda: [publisher.unrouted_queue]
+        )
         session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=settings.SNS_HTTP_TIMEOUT_SECONDS)
         )
@@ -180,7 +191,7 @@ def _gateway_context(
 def create_app(settings: Settings) -> web.Application:
     # No middleware: every route is registered guarded (see guarded()).
     app = web.Application(client_max_size=max(settings.WEBHOOK_MAX_BYTES, SNS_MAX_BYTES))
-    registry = CollectorRegistry()
+    registry = service_registry("gateway")
     metrics = Metrics(registry)
     checks: dict[str, ReadinessCheck] = {}
     add_ops_routes(app, registry, checks, wrap=guarded)

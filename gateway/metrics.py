@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from shared.ops import queue_depth_gauge
+
+# The endpoint label of each webhook route, for a failure counted outside its handler.
+ENDPOINTS = {
+    ("GET", "/webhook/whatsapp"): "whatsapp_verify",
+    ("POST", "/webhook/whatsapp"): "whatsapp",
+    ("POST", "/webhook/ses"): "ses",
+}
+
 # Fine enough below 50 ms, where a healthy webhook answers.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -27,6 +36,12 @@ class Metrics:
             "Events no queue was bound for, parked in the gateway's unrouted queue.",
             ["type"],
             registry=registry,
+        )
+        self.unrouted_waiting = queue_depth_gauge(
+            registry,
+            "gateway_unrouted_messages",
+            "Events parked in the unrouted queue now, waiting for `shared.replay unrouted`. "
+            "Broker-wide: every replica reports the same value (aggregate with max, not sum).",
         )
         self.skipped = Counter(
             "gateway_updates_skipped_total",
@@ -62,6 +77,12 @@ class Metrics:
         if latency is None:
             latency = self._latency_children[endpoint] = self.request_seconds.labels(endpoint)
         latency.observe(seconds)
+
+    def unforeseen(self, method: str, path: str) -> None:
+        """A webhook answered 503 by the guard (a bug): outcome ``error``, for the 5xx alert."""
+        endpoint = ENDPOINTS.get((method, path))
+        if endpoint is not None:
+            self.requests.labels(endpoint, "error").inc()
 
     def events_published(self, event_type: str, count: int = 1) -> None:
         child = self._published_children.get(event_type)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import aio_pika
+import aiormq
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from handoff.handlers import Handlers, message_key
 from handoff.metrics import HandoffMetrics
@@ -25,9 +26,11 @@ from shared.events import (
     MessageFailed,
     MessageSent,
 )
-from shared.ops import ReadinessCheck, add_ops_routes
+from shared.ops import ReadinessCheck, add_ops_routes, service_registry
 from shared.profiles import load_profiles
 from shared.service import BUS_KEY, POOL_KEY, bus_context, database_context
+
+log = logging.getLogger("mensajero.handoff")
 
 SETTINGS_KEY = web.AppKey("handoff_settings", Settings)
 CORE_KEY = web.AppKey("handoff_core", Handoff)
@@ -68,20 +71,35 @@ def feed_queue_name(bus: Bus) -> str:
     return f"{bus.names.queue('handoff')}.feed"
 
 
+FEED_ARGUMENTS = {
+    "x-max-length": FEED_MAX_LENGTH,
+    "x-overflow": "drop-head",
+    "x-message-ttl": FEED_TTL_MS,
+}
+
+
 async def declare_feed(bus: Bus) -> None:
+    """The feed, a quorum queue (it survives a broker node's loss). A classic feed declared by
+    an earlier version cannot change type: it is kept, with a warning saying how to move on."""
+    name = feed_queue_name(bus)
     channel = await bus.connection.channel()
+    try:
+        queue = await channel.declare_queue(
+            name, durable=True, arguments={"x-queue-type": "quorum", **FEED_ARGUMENTS}
+        )
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        log.warning(
+            "%s is a classic queue from an earlier version and lives on one broker node; "
+            "delete it (rabbitmqctl delete_queue %s: its history for integrations goes with "
+            "it) and handoff declares it again as a quorum queue at its next start",
+            name,
+            name,
+        )
+        channel = await bus.connection.channel()
+        queue = await channel.declare_queue(name, durable=True, arguments=FEED_ARGUMENTS)
     try:
         exchange = await channel.declare_exchange(
             bus.names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        queue = await channel.declare_queue(
-            feed_queue_name(bus),
-            durable=True,
-            arguments={
-                "x-max-length": FEED_MAX_LENGTH,
-                "x-overflow": "drop-head",
-                "x-message-ttl": FEED_TTL_MS,
-            },
         )
         for key in FEED_EVENTS:
             await queue.bind(exchange, routing_key=key)
@@ -123,7 +141,7 @@ async def consumers(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
     app = web.Application()
-    registry = CollectorRegistry()
+    registry = service_registry("handoff")
     checks: dict[str, ReadinessCheck] = {}
     add_ops_routes(app, registry, checks)
     app[SETTINGS_KEY] = settings

@@ -19,9 +19,18 @@ class HandoffMetrics:
             ["trigger"],
             registry=registry,
         )
-        self.active = Gauge("handoff_active", "Cases an agent is attending now.", registry=registry)
+        # Counted in the database: the same on every replica.
+        self.active = Gauge(
+            "handoff_active",
+            "Cases an agent is attending now. Database-wide: every replica reports the same "
+            "value (aggregate with max, not sum).",
+            registry=registry,
+        )
         self.waiting = Gauge(
-            "handoff_waiting", "Cases waiting for an agent to claim them.", registry=registry
+            "handoff_waiting",
+            "Cases waiting for an agent to claim them. Database-wide: every replica reports the "
+            "same value (aggregate with max, not sum).",
+            registry=registry,
         )
         self.wait_seconds = Histogram(
             "handoff_wait_seconds",

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from notifier.handlers import ROUTING_KEYS, Clock, Notifier, bus_handler, run_flusher
 from notifier.mailer import IdentityAdmin, Mailer, SesMailer
@@ -20,7 +19,7 @@ from notifier.templates import Texts, load_texts, zone
 from shared.bus import QueueSpec
 from shared.events import utcnow
 from shared.logs import fields
-from shared.ops import ReadinessCheck, add_ops_routes
+from shared.ops import ReadinessCheck, add_ops_routes, service_registry
 from shared.profiles import Profiles, load_profiles
 from shared.service import BUS_KEY, POOL_KEY, bus_context, database_context
 
@@ -115,7 +114,7 @@ def create_app(
 ) -> web.Application:
     """The notifier. ``mailer`` and ``clock`` replace SES and the wall clock (tests)."""
     app = web.Application()
-    registry = CollectorRegistry()
+    registry = service_registry("notifier")
     metrics = Metrics(registry)
     app[METRICS_KEY] = metrics
     checks: dict[str, ReadinessCheck] = {}

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from sender.batching import HeldConnections
 from sender.graph import AiohttpGraphClient, GraphClient
@@ -19,7 +18,7 @@ from sender.store import PRUNING, PostgresStore
 from shared.bus import Consumer, Delivery, QueueSpec
 from shared.events import Event, MessageStatus, SendMessage
 from shared.logs import fields
-from shared.ops import add_ops_routes
+from shared.ops import add_ops_routes, service_registry
 from shared.service import BUS_KEY, POOL_KEY, bus_context, database_context
 
 log = logging.getLogger("mensajero.sender")
@@ -174,7 +173,7 @@ def create_app(
     settings: Settings, *, graph_factory: Callable[[Settings], GraphClient] | None = None
 ) -> web.Application:
     app = web.Application()
-    registry = CollectorRegistry()
+    registry = service_registry("sender")
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = SenderMetrics(registry)
     if graph_factory is not None:

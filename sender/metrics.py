@@ -121,6 +121,8 @@ class SenderMetrics:
     def number(self, phone_number_id: str) -> NumberMetrics:
         found = self._numbers.get(phone_number_id)
         if found is None:
+            # At 0 from the number's first message, so a rate() over it has a series to show.
+            self.missed_slots.labels(phone_number_id)
             found = self._numbers[phone_number_id] = NumberMetrics(
                 phone_number_id=phone_number_id,
                 queue_age=self.queue_age.labels(phone_number_id),

@@ -8,9 +8,13 @@ Topology, for a prefix ``P`` (``BUS_PREFIX``) and each consuming service ``S``:
   ``x-delivery-limit`` (RabbitMQ 3.10 sets no default) and ``P.dlx`` as dead-letter exchange.
 - ``P.dlx`` / ``P.S.dead``: where a message that keeps failing (or cannot be parsed) ends, for an
   operator to inspect and replay.
-- ``P.S.wait.<ms>``: retry tiers. A failed message is re-published to the tier for its attempt,
+- ``P.S.retry.<ms>``: retry tiers. A failed message is re-published to the tier for its attempt,
   waits out the tier's fixed TTL (a per-message TTL is only checked at the queue's head) and is
-  dead-lettered back into ``P.S``.
+  dead-lettered back into ``P.S``. Quorum queues like the others, so a message waiting for its
+  retry survives the loss of a broker node, and dead-lettered ``at-least-once`` (kept until
+  ``P.S`` confirmed it; that needs ``x-overflow: reject-publish``).
+- ``P.S.wait.<ms>``: the classic tiers of earlier versions (a queue cannot change type). They
+  still drain into ``P.S`` by their own TTL; each is deleted once empty, at a later start.
 
 Publishing is persistent, confirmed and ``mandatory``: a nack or an unroutable return raises,
 never a silent success. A publish that meets a reconnect is retried until its deadline.
@@ -118,6 +122,10 @@ class Names:
         return f"{self.prefix}.{service}.dead"
 
     def wait_queue(self, service: str, tier_ms: int) -> str:
+        return f"{self.prefix}.{service}.retry.{tier_ms}"
+
+    def legacy_wait_queue(self, service: str, tier_ms: int) -> str:
+        """A classic retry tier of versions before 0.1.0's quorum tiers."""
         return f"{self.prefix}.{service}.wait.{tier_ms}"
 
 
@@ -130,6 +138,7 @@ class Bus:
         self.publish_timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractChannel | None = None
+        self._inspect_channel: AbstractChannel | None = None
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
         self._publishing = _Turns()
@@ -168,6 +177,21 @@ class Bus:
 
     def is_connected(self) -> bool:
         return self._connection is not None and not self._connection.is_closed
+
+    async def message_count(self, queue: str) -> int | None:
+        """Messages ready in ``queue`` now; None when it does not exist or the broker does not
+        answer (for the queue-depth metrics)."""
+        try:
+            if self._inspect_channel is None or self._inspect_channel.is_closed:
+                self._inspect_channel = await self.connection.channel()
+            # aiormq's declare, not aio-pika's: that one answers a passive declare of a queue it
+            # declared before from memory, with the count of that time.
+            channel = await self._inspect_channel.get_underlay_channel()
+            declared = await channel.queue_declare(queue, passive=True)
+        except Exception:  # a missing queue closes the channel: a new one next time
+            self._inspect_channel = None
+            return None
+        return int(declared.message_count or 0)
 
     async def ping(self) -> bool:
         """True when the broker answers now (used by /readyz)."""
@@ -222,14 +246,38 @@ class Bus:
                     names.wait_queue(spec.service, tier),
                     durable=True,
                     arguments={
+                        "x-queue-type": "quorum",
                         "x-message-ttl": tier,
                         "x-dead-letter-exchange": "",
                         "x-dead-letter-routing-key": names.queue(spec.service),
+                        "x-dead-letter-strategy": "at-least-once",
+                        "x-overflow": "reject-publish",
                     },
                 )
-            return queue
         finally:
             await channel.close()
+        await self._retire_legacy_wait_queues(spec)
+        return queue
+
+    async def _retire_legacy_wait_queues(self, spec: QueueSpec) -> None:
+        """Delete the classic tiers of an earlier version once they drained (nothing is
+        published to them any more; their TTL moves what they hold back into the queue)."""
+        for tier in spec.retry_tiers_ms:
+            name = self.names.legacy_wait_queue(spec.service, tier)
+            channel = await self.connection.channel()
+            try:
+                # Deleting a queue that does not exist succeeds: nothing to tell apart.
+                await channel.queue_delete(name, if_empty=True)
+            except aiormq.exceptions.ChannelPreconditionFailed:
+                log.warning(
+                    "classic retry queue %s still holds messages; they return to %s by its TTL "
+                    "and it is deleted at a later start",
+                    name,
+                    self.names.queue(spec.service),
+                )
+            finally:
+                with contextlib.suppress(Exception):
+                    await channel.close()
 
     async def delete_topology(self, services: Iterable[QueueSpec] = ()) -> None:
         """Remove a prefix's queues (``services`` and those declared here) and exchanges."""
@@ -237,7 +285,11 @@ class Bus:
         try:
             for spec in [*services, *self.declared]:
                 names = [self.names.queue(spec.service), self.names.dead_queue(spec.service)]
-                names += [self.names.wait_queue(spec.service, t) for t in spec.retry_tiers_ms]
+                for tier in spec.retry_tiers_ms:
+                    names += [
+                        self.names.wait_queue(spec.service, tier),
+                        self.names.legacy_wait_queue(spec.service, tier),
+                    ]
                 for name in names:
                     with contextlib.suppress(Exception):
                         await channel.queue_delete(name)

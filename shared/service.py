@@ -23,7 +23,7 @@ from shared.bus import Bus, BusUnavailable
 from shared.db import DatabaseUnavailable, Pool, create_pool, load_migrations, migrate, prune
 from shared.db import ping as db_ping
 from shared.logs import fields, setup_logging
-from shared.ops import CHECKS_KEY
+from shared.ops import CHECKS_KEY, export_dead_letters
 from shared.settings import DatabaseSettings, ServiceSettings, load_or_exit
 
 log = logging.getLogger("mensajero.service")
@@ -66,6 +66,10 @@ def bus_context(
         await _retry_until(connect, startup_timeout, (BusUnavailable,))
         app[BUS_KEY] = bus
         app[CHECKS_KEY]["rabbitmq"] = bus.ping
+        # The dead-letter queues of whatever this service consumes (declared at start-up).
+        export_dead_letters(
+            app, bus, lambda: [bus.names.dead_queue(spec.service) for spec in bus.declared]
+        )
         yield
         await bus.close()
 
