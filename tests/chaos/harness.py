@@ -28,7 +28,15 @@ import asyncpg
 from shared.bus import Bus
 from tests.chaos.infra import PgCluster, RabbitNode, process_alive, processes_mentioning
 from tests.chaos.report import Row
-from tests.chaos.traffic import AGENT, Arrivals, Batch, Chat, publish_commands, tally
+from tests.chaos.traffic import (
+    AGENT,
+    Arrivals,
+    Batch,
+    Chat,
+    copies_at_phones,
+    publish_commands,
+    tally,
+)
 from tests.helpers import wait_for
 from tests.system.harness import SERVICES, System
 
@@ -275,6 +283,10 @@ class Chaos:
         found = {
             "scenario": batch.scenario,
             "copies": {m: copies[m] for m in wrong},
+            "at_the_phones": {
+                marker: [{"wamid": r["wamid"], "time": r["time"]} for r in records]
+                for marker, records in (await copies_at_phones(self.system, batch, wrong)).items()
+            },
             "sender_messages": [dict(r) for r in rows],
             "dead_letters": await self.dead_letters(),
         }

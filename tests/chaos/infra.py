@@ -7,20 +7,22 @@ their connections closed at will, and are removed at the end (data deleted, proc
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
-import re
 import shutil
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+import aiohttp
 
 from tests.system.harness import free_port
 
-# In rabbitmqctl's listing of a connection's client properties: {"connection_name","sender"}.
-CONNECTION_NAME = re.compile(r'\{"connection_name","([^"]*)"\}')
+GUEST_AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
 
 
 class InfraError(Exception):
@@ -73,32 +75,31 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def _rabbitmq_bin() -> Path:
-    """The broker's own scripts: the Debian package's ``/usr/sbin`` wrappers switch to the
-    ``rabbitmq`` user and its cookie, which a private node must not share."""
-    given = os.environ.get("CHAOS_RABBITMQ_BIN")
+def _folder_with(programs: tuple[str, ...], variable: str, usual: list[Path]) -> Path:
+    """The first folder holding all ``programs``: ``$variable``, then the usual places, then
+    the folder of the first one on PATH."""
+    given = os.environ.get(variable)
     candidates = [Path(given)] if given else []
-    candidates.append(Path("/usr/lib/rabbitmq/bin"))
-    found = shutil.which("rabbitmq-server")
+    candidates += usual
+    found = shutil.which(programs[0])
     if found:
         candidates.append(Path(found).resolve().parent)
     for folder in candidates:
-        if (folder / "rabbitmq-server").exists() and (folder / "rabbitmqctl").exists():
+        if all((folder / program).exists() for program in programs):
             return folder
-    raise InfraError("rabbitmq-server not found (set CHAOS_RABBITMQ_BIN to its folder)")
+    raise InfraError(f"{programs[0]} not found (set {variable} to its folder)")
+
+
+def _rabbitmq_bin() -> Path:
+    # The broker's own scripts: the Debian package's /usr/sbin wrappers switch to the rabbitmq
+    # user and its cookie, which a private node must not share.
+    usual = [Path("/usr/lib/rabbitmq/bin")]
+    return _folder_with(("rabbitmq-server", "rabbitmqctl"), "CHAOS_RABBITMQ_BIN", usual)
 
 
 def _postgres_bin() -> Path:
-    given = os.environ.get("CHAOS_PG_BIN")
-    candidates = [Path(given)] if given else []
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-    found = shutil.which("initdb")
-    if found:
-        candidates.append(Path(found).resolve().parent)
-    for folder in candidates:
-        if (folder / "initdb").exists() and (folder / "pg_ctl").exists():
-            return folder
-    raise InfraError("PostgreSQL's initdb not found (set CHAOS_PG_BIN to its folder)")
+    usual = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    return _folder_with(("initdb", "pg_ctl"), "CHAOS_PG_BIN", usual)
 
 
 class RabbitNode:
@@ -110,6 +111,7 @@ class RabbitNode:
         self.bin = _rabbitmq_bin()
         self.port = free_port()
         self.dist_port = free_port()
+        self.http_port = free_port()  # the management API: closes a connection in ms
         self.node = f"chaos-{run_id}@localhost"
         self.process: asyncio.subprocess.Process | None = None
         self.pids: set[int] = set()
@@ -141,9 +143,11 @@ class RabbitNode:
         self.root.mkdir(parents=True, exist_ok=True)
         # The AMQP listener only in the config file: RABBITMQ_NODE_PORT would add a second one.
         (self.root / "rabbitmq.conf").write_text(
-            f"listeners.tcp.1 = 127.0.0.1:{self.port}\nloopback_users = none\n"
+            f"listeners.tcp.1 = 127.0.0.1:{self.port}\n"
+            f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.http_port}\n"
+            "collect_statistics_interval = 1000\n"
         )
-        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "enabled_plugins").write_text("[rabbitmq_management].\n")
         (self.root / "rabbitmq-env.conf").write_text("")
 
     async def start(self, timeout: float = 120.0) -> None:
@@ -159,7 +163,7 @@ class RabbitNode:
             if self.process.returncode is not None:
                 raise InfraError(f"RabbitMQ node {self.node} exited: see {self.logs}/rabbitmq")
             code, _ = await run(self.ctl_argv("await_startup", "--timeout", "30"), self.env())
-            if code == 0:
+            if code == 0 and await self._api_answers():
                 return
             if time.monotonic() > deadline:
                 raise InfraError(f"RabbitMQ node {self.node} not up after {timeout}s")
@@ -188,29 +192,48 @@ class RabbitNode:
         output = await self.ctl(*args, "--formatter", "json")
         return list(json.loads(output)) if output.strip() else []
 
-    async def connections(self) -> list[tuple[str, str | None]]:
-        """Each client connection's Erlang pid (what ``close_connection`` takes; the JSON
-        formatter writes it in a form that command does not read) and its name."""
-        columns = ("pid", "client_properties")
-        output = await self.ctl("list_connections", "--no-table-headers", *columns)
-        found = []
-        for line in output.splitlines():
-            pid, _, properties = line.partition("\t")
-            name = CONNECTION_NAME.search(properties)
-            found.append((pid, name.group(1) if name else None))
+    async def _api(self, method: str, path: str) -> Any:
+        """The management API (rabbitmqctl needs seconds to start; a fault must land now)."""
+        url = f"http://127.0.0.1:{self.http_port}/api/{path}"
+        headers = {"Authorization": GUEST_AUTH, "X-Reason": "chaos"}
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.request(method, url) as answer,
+        ):
+            if answer.status >= 300 and answer.status != 404:  # 404: closed meanwhile
+                raise InfraError(f"{method} {url}: {answer.status} {await answer.text()}")
+            return await answer.json() if answer.status == 200 else None
+
+    async def _api_answers(self) -> bool:
+        try:
+            await self._api("GET", "overview")
+        except (aiohttp.ClientError, InfraError):
+            return False
+        return True
+
+    async def connections(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self._api("GET", "connections")
         return found
 
     async def close_connections_named(self, name: str) -> int:
         """Close every connection the services name ``name`` (``Bus(name=...)``)."""
-        found = [pid for pid, named in await self.connections() if named == name]
-        for pid in found:
-            await self.ctl("close_connection", pid, "chaos: one service's connection")
+        found = [
+            c["name"]
+            for c in await self.connections()
+            if (c.get("client_properties") or {}).get("connection_name") == name
+        ]
+        await self._close(found)
         return len(found)
 
     async def close_all_connections(self) -> int:
-        count = len(await self.connections())
-        await self.ctl("close_all_connections", "chaos: every connection")
-        return count
+        found = [c["name"] for c in await self.connections()]
+        await self._close(found)
+        return len(found)
+
+    async def _close(self, names: list[str]) -> None:
+        await asyncio.gather(
+            *(self._api("DELETE", f"connections/{quote(n, safe='')}") for n in names)
+        )
 
     async def queue_depths(self) -> dict[str, int]:
         """Messages in each queue, ready or delivered and not yet acknowledged."""

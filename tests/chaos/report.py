@@ -19,8 +19,9 @@ UNAVOIDABLE_NOTE = (
     "\\* Meta accepted the send but neither its answer (the request timed out) nor any status "
     "webhook for it ever came. The sender cannot tell such a send from one Meta never received, "
     "and Meta's API has no idempotency key, so after `SENDER_UNKNOWN_OUTCOME_SECONDS` it sends "
-    "again: each such send arrives twice. With the status webhooks (the row above it) the "
-    "sender adopts the lost answer and nothing is sent twice."
+    'again: each such send arrives twice. When the status webhooks do come (the row "Meta '
+    'accepts 30% of the sends, the answer lost to the timeout" above), the sender adopts the '
+    "lost answer from them and nothing is sent twice."
 )
 
 

@@ -125,26 +125,24 @@ async def test_meta_accepts_and_every_answer_is_lost(chaos: Chaos) -> None:
     assert row.lost == 0, row
 
 
-async def test_postgresql_restarted(chaos: Chaos) -> None:
-    batch = chaos.batch("PostgreSQL restarted (down 5 s) under commands and webhooks")
+SERVER_OUTAGES = [
+    ("PostgreSQL restarted (down 5 s)", "cluster", 5.0),
+    ("RabbitMQ stopped (down 10 s) and started", "node", 10.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "server", "down"), SERVER_OUTAGES, ids=[o[0] for o in SERVER_OUTAGES]
+)
+async def test_server_outage(chaos: Chaos, scenario: str, server: str, down: float) -> None:
+    batch = chaos.batch(f"{scenario}, under commands and webhooks")
+    target = chaos.cluster if server == "cluster" else chaos.node
     await chaos.commands(batch, N // 2)
     writer = chaos.chatting(batch, N // 2, per_second=40)
     await chaos.arrived(batch, N // 4)
-    await chaos.cluster.stop()
-    await asyncio.sleep(5)  # the outage's duration
-    await chaos.cluster.start()
-    fault_end = time.time()
-    chaos.expect_clean(await chaos.settle(batch, fault_end, (writer,)))
-
-
-async def test_rabbitmq_stopped_and_started(chaos: Chaos) -> None:
-    batch = chaos.batch("RabbitMQ stopped (down 10 s) and started, under commands and webhooks")
-    await chaos.commands(batch, N // 2)
-    writer = chaos.chatting(batch, N // 2, per_second=40)
-    await chaos.arrived(batch, N // 4)
-    await chaos.node.stop()
-    await asyncio.sleep(10)  # the outage's duration
-    await chaos.node.start()
+    await target.stop()
+    await asyncio.sleep(down)  # the outage's duration
+    await target.start()
     fault_end = time.time()
     chaos.expect_clean(await chaos.settle(batch, fault_end, (writer,), timeout=180))
 

@@ -21,21 +21,12 @@ from typing import Any
 
 from shared.bus import Bus
 from shared.events import SendMessage, TextContent
+from tests.handoff.test_e2e_handoff import text_of
 from tests.helpers import wait_for
 from tests.system.harness import System
 
 MARKER = re.compile(r"chaos-[0-9a-f]{8}-\d{2}-\d{4}")
 AGENT = "+5491100000000"  # the sandbox default AGENT_WHATSAPP_NUMBER
-
-
-def text_of(record: dict[str, Any]) -> str:
-    """What a phone reads in a received message (text, interactive body, or template)."""
-    body = record["body"]
-    if record["type"] == "text":
-        return str(body["text"]["body"])
-    if record["type"] == "interactive":
-        return str(body["interactive"]["body"]["text"])
-    return str(record.get("template") or body)
 
 
 @dataclass
@@ -91,17 +82,25 @@ class Arrivals:
         )
 
 
-async def tally(system: System, batch: Batch) -> Counter[str]:
-    """How many copies of each marker of ``batch`` its phone received (the phones' own API)."""
-    copies: Counter[str] = Counter()
-    phones = sorted(set(batch.expected.values()))
-    for phone in phones:
+async def copies_at_phones(
+    system: System, batch: Batch, markers: list[str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every copy of the batch's markers (or of ``markers``) its own phone received, read from
+    the phones' API: Meta's wamid, the time it arrived, the body."""
+    found: dict[str, list[dict[str, Any]]] = {m: [] for m in markers or batch.expected}
+    for phone in sorted({batch.expected[m] for m in found}):
         url = f"{system.url('sandbox')}/_sandbox/phones/{phone}/messages"
         for record in (await system.get_json(url))["messages"]:
             for marker in MARKER.findall(text_of(record)):
-                if batch.expected.get(marker) == phone:
-                    copies[marker] += 1
-    return copies
+                if marker in found and batch.expected[marker] == phone:
+                    found[marker].append(record)
+    return found
+
+
+async def tally(system: System, batch: Batch) -> Counter[str]:
+    """How many copies of each marker of ``batch`` reached its phone."""
+    found = await copies_at_phones(system, batch)
+    return Counter({marker: len(copies) for marker, copies in found.items() if copies})
 
 
 async def publish_commands(bus: Bus, markers: list[str], batch: Batch) -> None:
