@@ -8,7 +8,7 @@ PYTHON  ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint format bench clean check-deps deploy-check k8s-rules
+.PHONY: install run test chaos lint format bench clean check-deps deploy-check k8s-rules
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ run: install
 ## test: the whole suite against real RabbitMQ and PostgreSQL.
 test: check-deps
 	$(PY) -m pytest
+
+## chaos: the fault suite (tests/chaos/suite.py, a few minutes) on a RabbitMQ node and a
+## PostgreSQL cluster of its own (never the shared ones); prints lost/duplicated per fault.
+chaos: install
+	$(PY) -m pytest tests/chaos/suite.py
 
 lint: install
 	$(VENV)/bin/ruff check .

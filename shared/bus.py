@@ -132,8 +132,13 @@ class Names:
 class Bus:
     """One robust connection, a confirmed publishing channel, and consumers."""
 
-    def __init__(self, url: str, prefix: str, *, publish_timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, prefix: str, *, publish_timeout: float = 5.0, name: str | None = None
+    ) -> None:
         self.url = url
+        # The connection's name as the broker shows it (`rabbitmqctl list_connections
+        # client_properties`), so an operator can tell the services' connections apart.
+        self.name = name
         self.names = Names(prefix)
         self.publish_timeout = publish_timeout
         self._connection: AbstractRobustConnection | None = None
@@ -147,7 +152,12 @@ class Bus:
 
     async def connect(self, *, timeout: float = 10.0) -> None:
         try:
-            self._connection = await asyncio.wait_for(aio_pika.connect_robust(self.url), timeout)
+            properties: dict[str, Any] | None = (
+                {"connection_name": self.name} if self.name else None
+            )
+            self._connection = await asyncio.wait_for(
+                aio_pika.connect_robust(self.url, client_properties=properties), timeout
+            )
         except Exception as error:  # reported as one clear line
             raise BusUnavailable(
                 f"cannot reach RabbitMQ at {_redact(self.url)}: {error or type(error).__name__}"

@@ -58,7 +58,7 @@ def bus_context(
     settings: ServiceSettings, startup_timeout: float
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        bus = Bus(settings.RABBITMQ_URL, settings.BUS_PREFIX)
+        bus = Bus(settings.RABBITMQ_URL, settings.BUS_PREFIX, name=settings.service_name)
 
         async def connect() -> None:
             await bus.connect(timeout=min(5.0, startup_timeout))
