@@ -100,6 +100,7 @@ class _Send:
     kind: str
     record: NewMessage
     valid_until: datetime
+    lease_ends: float = 0.0  # monotonic: when another try may take the message over
 
     @property
     def command_id(self) -> str:
@@ -184,6 +185,7 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
         # Sends queued for the number's slots: this one's claim has time to share a statement.
         patient = pacer.queued_seconds() > 5 * PATIENT_CLAIM_SECONDS
         early_slot = pacer.reserve()
+    send.lease_ends = time.monotonic() + deps.config.lease_seconds
     try:
         claim = await deps.store.claim(send.record, deps.config.lease_seconds, patient=patient)
     except BaseException:
@@ -337,9 +339,30 @@ async def _accepted(send: _Send, accepted: Accepted, used_fallback: bool, circui
     # The MessageSent goes to the outbox with the acceptance (one statement, atomic).
     wamid = accepted.wamid
     result = _sent_event(send, wamid, used_fallback) if wamid is not None else None
-    await deps.store.accepted(send.command_id, wamid, result)
+    await _record_acceptance(send, wamid, result)
     _token_works(send, circuit)
     deps.metrics.number(send.number).accepted(send.kind).inc()
+
+
+async def _record_acceptance(send: _Send, wamid: str | None, result: MessageSent | None) -> None:
+    """Meta took the message: its answer must not be lost to a database that is away for a
+    moment (a restart), or the command would be sent again. Tried until the lease is nearly
+    over (then the next try, or the message's status, settles it)."""
+    deadline = send.lease_ends - 1.0
+    delay = 0.1
+    while True:
+        try:
+            await send.deps.store.accepted(send.command_id, wamid, result)
+            return
+        except Exception as error:
+            if time.monotonic() + delay >= deadline:
+                raise
+            log.warning(
+                "could not record Meta's acceptance yet; trying again",
+                extra=fields(command_id=send.command_id, wamid=wamid, error=str(error)[:200]),
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def sent_event_id(command_id: str, used_fallback: bool) -> str:

@@ -124,3 +124,21 @@ async def test_an_acceptance_after_adoption_keeps_the_adopted_wamid() -> None:
 async def _lease_over(w: World, command_id: str) -> bool:
     row = await w.store.get(command_id)
     return row is not None and row.lease_left <= 0
+
+
+async def test_an_acceptance_the_database_cannot_take_at_once_is_recorded_when_it_can() -> None:
+    w = World()
+    real = w.store.accepted
+    failures = [ConnectionError("database restarting"), ConnectionError("still down")]
+
+    async def flaky(*args: object, **kwargs: object) -> None:
+        if failures:
+            raise failures.pop(0)
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    w.store.accepted = flaky  # type: ignore[method-assign]
+    command = text("hola")
+    await handle_send(w.deps, command)
+    row = await w.store.get(command.event_id)
+    assert row is not None and row.status == "accepted" and row.wamid == "wamid.fake1"
+    assert len(w.graph.sent) == 1 and failures == []
