@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
-from sender.batching import Batcher, HeldConnections
-from sender.relay import outbox_columns, outbox_insert
+from shared.batching import Batcher, HeldConnections
 from shared.db import Pool
 from shared.events import Event, MetaError
+from shared.outbox import outbox_columns, outbox_insert
 
 if TYPE_CHECKING:
-    from sender.batching import PoolConnection
+    from shared.batching import PoolConnection
 
 RANKS: dict[str, int] = {
     "pending": 0,
