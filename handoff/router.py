@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from handoff.config import WEEKDAYS, Interval
+from handoff.options import WEEKDAYS, Interval
 from shared.events import ButtonsContent, ListContent, ListRow, ListSection, ReplyButton
 from shared.profiles import CompanyProfile, MenuOption
 

@@ -338,19 +338,3 @@ async def publish_pending(
         await _publish_row(bus, row)
         await conn.execute("UPDATE outbox SET published_at = now() WHERE id = $1", row["id"])
     return len(rows)
-
-
-async def publish_stale(pool: Pool, bus: Bus, older_than: float, *, limit: int = 200) -> int:
-    """Publish rows left unpublished ``older_than`` seconds (handoff's, until it has an Outbox)."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL"
-            " AND created_at < now() - make_interval(secs => $1)"
-            " ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-            older_than,
-            limit,
-        )
-        for row in rows:
-            await _publish_row(bus, row)
-            await conn.execute("UPDATE outbox SET published_at = now() WHERE id = $1", row["id"])
-    return len(rows)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from handoff.config import HandoffOptions
+from handoff.options import HandoffOptions
 from handoff.router import (
     Addressed,
     Command,
