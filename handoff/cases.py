@@ -19,7 +19,7 @@ from handoff.delivery import (
 from handoff.options import HandoffOptions, options_for
 from handoff.outcome import Turn
 from handoff.repository import Agent, Case, Conversation, Line
-from handoff.router import describe_opening, encode_code, is_open, next_opening, window_open
+from handoff.router import describe_opening, encode_code, is_open, next_opening
 from handoff.texts import say
 from shared.events import (
     HandoffClaimed,
@@ -30,6 +30,7 @@ from shared.events import (
     TranscriptLine,
 )
 from shared.profiles import CompanyProfile
+from shared.window import window_open
 
 EndReason = Literal["agent", "customer", "timeout", "no_agent", "after_hours", "idle"]
 UnattendedReason = Literal["no_agent", "after_hours", "timeout"]

@@ -2,7 +2,7 @@
 send now, or hold until the recipient's 24-hour window opens. And what the sender reports back.
 
 Meta delivers a free-form message only within 24 hours of the recipient's last message to the
-business (``router.window_open``). Outside it, :func:`send_or_hold` keeps the command until they
+business (``shared.window``). Outside it, :func:`send_or_hold` keeps the command until they
 write again (``repository.hold``; what they write releases it, before anything new) and, the
 first time, reaches them with a template Meta allows: the claim alert to an agent, the
 re-engagement template to a customer.
@@ -18,7 +18,7 @@ from typing import Literal
 from handoff.options import HandoffOptions, options_for
 from handoff.outcome import Outcome, Turn
 from handoff.repository import Case, Conversation, Repository, SendRecord
-from handoff.router import CLAIM_PAYLOAD_PREFIX, menu_content, one_line, window_open
+from handoff.router import CLAIM_PAYLOAD_PREFIX, menu_content, one_line
 from handoff.texts import say
 from shared.events import (
     Identity,
@@ -30,11 +30,11 @@ from shared.events import (
     TextContent,
 )
 from shared.profiles import CompanyProfile
+from shared.window import window_open
 
 log = logging.getLogger("mensajero.handoff")
 
 Role = Literal["agent", "customer"]
-WINDOW_CLOSED = 131047  # Meta: more than 24 h since the person last wrote
 
 
 def identity(conv: Conversation) -> Identity:
@@ -228,8 +228,7 @@ async def on_failed(turn: Turn, failed: MessageFailed) -> None:
             )
             await to_agent(turn, case.agent, TextContent(body=text), case, conv, label="failed")
         return
-    code = failed.error.code if failed.error is not None else None
-    if code != WINDOW_CLOSED or isinstance(command.content, TemplateContent):
+    if failed.reason_code != "window_closed" or isinstance(command.content, TemplateContent):
         log.warning("a message to an agent failed: %s", failed.reason)
         return
     # The agent's window is closed after all: keep the message and alert them by template.

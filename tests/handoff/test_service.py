@@ -399,6 +399,7 @@ async def test_agent_window_closed_per_meta_holds_the_relay_and_alerts() -> None
         command_id=relay.event_id,
         to=AGENT,
         reason="131047: re-engagement message",
+        reason_code="window_closed",
         error=MetaError(code=131047),
     )
     outcome = await world.core.on_failed(world.repo, failed)
