@@ -6,9 +6,10 @@ bot answers), ``queued`` (a case was opened and the free agents notified; the bo
 with its end reason (agent, customer, timeout, no_agent, after_hours, idle) and the customer is
 back with the bot. Agents work from plain WhatsApp numbers (``AGENT_WHATSAPP_NUMBER``).
 
-- ``router``: pure decisions (phrases, agent commands, codes, windows, business hours, menu).
-- ``service``: the use cases over the ``repository`` port; ``repository`` has the PostgreSQL
-  adapter and an in-memory fake.
-- ``handlers``/``timers``: the bus consumer (inbox + outbox through ``shared.outbox``) and the
-  timer and outbox-relay loops; ``app`` wires them into the service.
+- ``bootstrap`` builds the service (``app`` serves it); ``handlers`` is its handler table and
+  background steps: each event runs its use case once, through ``shared.outbox``.
+- ``usecases`` are the entry points; the use cases live by actor and lifecycle: ``customers``,
+  ``agents``, ``cases``, ``relays``, ``timers``, and ``delivery`` (send now or hold until the
+  window opens), over the ``repository`` port (PostgreSQL adapter; the fake is in tests/fakes).
+- ``router`` and ``content`` are pure decisions and conversions; ``texts`` what people read.
 """

@@ -1,86 +1,57 @@
-"""Per-profile handoff options, read from ``CompanyProfile.settings["handoff"]``.
+"""Handoff's internal configuration: what its use cases need from the settings and profiles.
 
-Example (YAML)::
-
-    settings:
-      handoff:
-        queue_timeout_seconds: 300
-        on_queue_timeout: bot          # or: wait
-        idle_timeout_seconds: 1800
-        business_hours:                # absent: always open
-          mon: ["09:00-13:00", "14:00-18:00"]
-          sat: ["10:00-13:00"]
-        agent_template: {name: handoff_agent_alert, language: es_AR}
-        customer_template: {name: reengage_customer, language: es_AR}
+Three names, three things: ``Settings`` (``handoff.settings``) are the environment variables;
+``HandoffConfig`` (here) is what the use cases read, built from them at bootstrap;
+``HandoffOptions`` (``handoff.options``) are one company profile's handoff options.
 """
 
 from __future__ import annotations
 
-from datetime import time
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from shared.profiles import CompanyProfile
-
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-
-class TemplateRef(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str
-    language: str = "es_AR"
+from handoff.options import HandoffOptions
+from handoff.settings import Settings
+from shared.phone import maybe_e164
+from shared.profiles import CompanyProfile, Profiles
 
 
-class Interval(BaseModel):
-    start: time
-    end: time
+@dataclass(frozen=True)
+class HandoffConfig:
+    profiles: Profiles
+    # AGENT_WHATSAPP_NUMBER (E.164): the agents of every profile that names none of its own.
+    agents: Sequence[str]
+    # Seconds; a profile's options may set their own.
+    queue_timeout: float
+    idle_timeout: float
+    bot_mode: str = "menu"  # "menu": the profile's built-in menu; "external": bot.message
 
-
-class HandoffOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    queue_timeout_seconds: float | None = None  # None: HANDOFF_QUEUE_TIMEOUT_SECONDS
-    idle_timeout_seconds: float | None = None  # None: HANDOFF_IDLE_TIMEOUT_SECONDS
-    on_queue_timeout: Literal["bot", "wait"] = "bot"
-    # Outside business hours: "close" tells the customer and emails; "queue" also notifies.
-    after_hours: Literal["close", "queue"] = "close"
-    business_hours: dict[str, list[Interval]] | None = None
-    agent_template: TemplateRef = Field(
-        default_factory=lambda: TemplateRef(name="handoff_agent_alert")
-    )
-    customer_template: TemplateRef = Field(
-        default_factory=lambda: TemplateRef(name="reengage_customer")
-    )
-    # An agent with this many active cases is not "free" and is not notified of new ones.
-    max_cases_per_agent: int = 5
-    # What a customer writes (the whole message) to end a conversation with a human.
-    end_phrases: list[str] = Field(default_factory=lambda: ["salir", "terminar", "/fin"])
-    last_messages: int = 5
-
-    @field_validator("business_hours", mode="before")
     @classmethod
-    def _hours(cls, value: object) -> object:
-        if not isinstance(value, dict):
-            return value
-        parsed: dict[str, list[dict[str, str]]] = {}
-        for day, spans in value.items():
-            key = str(day).lower()[:3]
-            if key not in WEEKDAYS:
-                raise ValueError(f"unknown weekday {day!r}")
-            items = [spans] if isinstance(spans, str) else list(spans or [])
-            result: list[dict[str, str]] = []
-            for span in items:
-                if isinstance(span, str):
-                    start, _, end = span.partition("-")
-                    result.append({"start": start.strip(), "end": end.strip()})
-                else:
-                    result.append(span)
-            parsed[key] = result
-        return parsed
+    def from_settings(cls, settings: Settings, profiles: Profiles) -> HandoffConfig:
+        return cls(
+            profiles=profiles,
+            agents=settings.agent_numbers,
+            queue_timeout=settings.HANDOFF_QUEUE_TIMEOUT_SECONDS,
+            idle_timeout=settings.HANDOFF_IDLE_TIMEOUT_SECONDS,
+            bot_mode=settings.BOT_MODE,
+        )
 
+    def agents_for(self, profile: CompanyProfile) -> list[str]:
+        configured = [p for p in (maybe_e164(a) for a in profile.agents) if p]
+        return configured or list(self.agents)
 
-def options_for(profile: CompanyProfile) -> HandoffOptions:
-    raw = profile.settings.get("handoff") or {}
-    return HandoffOptions.model_validate(raw)
+    def is_agent(self, phone: str | None) -> bool:
+        if phone is None:
+            return False
+        if phone in self.agents:
+            return True
+        return any(phone in self.agents_for(p) for p in self.profiles.profiles)
+
+    def queue_timeout_for(self, options: HandoffOptions) -> timedelta:
+        seconds = options.queue_timeout_seconds
+        return timedelta(seconds=self.queue_timeout if seconds is None else seconds)
+
+    def idle_timeout_for(self, options: HandoffOptions) -> timedelta:
+        seconds = options.idle_timeout_seconds
+        return timedelta(seconds=self.idle_timeout if seconds is None else seconds)

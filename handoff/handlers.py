@@ -1,17 +1,22 @@
-"""Bus handlers: each event runs its use case once, in one transaction, through the outbox."""
+"""Handoff's handler table and background steps: each event (or due timer) runs its use case
+once, in one transaction, through the outbox; the metrics count what committed."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 
-import asyncpg
-
+from handoff import usecases
+from handoff.agents import QuoteNotKnownYet
+from handoff.config import HandoffConfig
 from handoff.metrics import HandoffMetrics
-from handoff.repository import ConcurrentUpdate, PgRepository, Repository
-from handoff.service import Handoff, Outcome, QuoteNotKnownYet
-from shared.bus import Bus, Delivery, RetryLater
-from shared.db import Connection, Pool
+from handoff.outcome import Outcome
+from handoff.repository import PgRepository, Repository
+from shared import timers
+from shared.bus import Delivery, RetryLater
+from shared.db import Connection
 from shared.events import (
     Event,
     HandoffRequestCommand,
@@ -19,115 +24,143 @@ from shared.events import (
     MessageFailed,
     MessageSent,
 )
+from shared.handlers import HandlerTable
 from shared.logs import fields
-from shared.outbox import handle_once
+from shared.outbox import Outbox
 from shared.phone import maybe_e164
 
 log = logging.getLogger("mensajero.handoff")
 
-CONFLICT_RETRIES = 8
-# A version conflict, or PostgreSQL aborting one of two transactions that locked the same rows
-# in opposite orders (a claim against a firing timer): run the whole use case again.
-RETRYABLE = (
-    ConcurrentUpdate,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.SerializationError,
-)
+Clock = Callable[[], datetime]
+UseCase = Callable[[Repository], Awaitable[Outcome]]
+# An agent may quote a message before the sender reported its wamid: the quote is retried this
+# many times before it is taken as unknown.
 QUOTE_RETRIES = 3
-Use = Callable[[Repository], Awaitable[Outcome]]
 
 
-async def run_once(
-    pool: Pool, bus: Bus, source_id: str, use: Use, metrics: HandoffMetrics | None = None
-) -> Outcome | None:
-    """Run ``use`` once per ``source_id`` (inbox + outbox); rerun it on a version conflict."""
-    result: list[Outcome] = []
+@dataclass(frozen=True)
+class Deps:
+    """What handoff's handlers need, built by the bootstrap."""
 
-    async def work(conn: Connection) -> list[Event]:
-        outcome = await use(PgRepository(conn))
-        result.append(outcome)
-        return outcome.events
-
-    for attempt in range(1, CONFLICT_RETRIES + 1):
-        result.clear()
-
-        try:
-            ran = await handle_once(pool, bus, source_id, work)
-        except RETRYABLE as conflict:
-            log.info(
-                "concurrent update, running again",
-                extra=fields(source_id=source_id, attempt=attempt, reason=str(conflict)),
-            )
-            continue
-        if not ran:
-            return None
-        outcome = result[-1]
-        if metrics is not None:
-            metrics.apply(outcome.facts)
-        return outcome
-    raise RetryLater(f"{source_id}: still conflicting after {CONFLICT_RETRIES} attempts", 1.0)
+    config: HandoffConfig
+    outbox: Outbox
+    metrics: HandoffMetrics
+    clock: Clock
+    repository: Callable[[Connection], Repository] = PgRepository
 
 
-def message_key(event: Event) -> str | None:
-    """Messages of one person run one after another, in arrival order."""
-    if isinstance(event, InboundMessage):
-        return maybe_e164(event.sender.phone) or event.sender.key
-    if isinstance(event, HandoffRequestCommand):
-        return maybe_e164(event.customer_phone) or event.customer_phone
-    return None
+class UseCaseWork:
+    """A use case as the outbox's work, on the transaction's connection; its outcome (the last
+    run's, after a conflict) counts in the metrics once it committed."""
+
+    def __init__(self, deps: Deps, use: UseCase) -> None:
+        self.deps = deps
+        self.use = use
+        self.outcome: Outcome | None = None
+
+    async def __call__(self, conn: Connection) -> list[Event]:
+        self.outcome = await self.use(self.deps.repository(conn))
+        return self.outcome.events
+
+    def committed(self) -> Outcome:
+        assert self.outcome is not None
+        self.deps.metrics.apply(self.outcome.facts)
+        return self.outcome
 
 
-class Handlers:
-    def __init__(self, pool: Pool, bus: Bus, core: Handoff, metrics: HandoffMetrics) -> None:
-        self.pool = pool
-        self.bus = bus
-        self.core = core
-        self.metrics = metrics
+async def run_use_case(deps: Deps, source_id: str, use: UseCase) -> Outcome | None:
+    """``use`` once per ``source_id`` (None: it ran before)."""
+    work = UseCaseWork(deps, use)
+    if not await deps.outbox.handle_once(source_id, work):
+        return None
+    return work.committed()
 
-    async def __call__(self, event: Event, delivery: Delivery) -> None:
-        if isinstance(event, InboundMessage):
-            await self.inbound(event, delivery)
-        elif isinstance(event, MessageSent):
-            await self.sent(event)
-        elif isinstance(event, MessageFailed):
-            await self.failed(event)
-        elif isinstance(event, HandoffRequestCommand):
-            await self.request(event)
 
-    async def inbound(self, msg: InboundMessage, delivery: Delivery | None = None) -> None:
-        # An agent may quote a message before the sender reported its wamid: retry a few
-        # times before treating the quote as unknown.
-        patient = delivery is not None and delivery.attempt <= QUOTE_RETRIES
+# ------------------------------------------------------------------ the queue
 
+
+async def on_inbound(deps: Deps, msg: InboundMessage, delivery: Delivery) -> None:
+    patient = delivery.attempt <= QUOTE_RETRIES
+
+    async def use(repo: Repository) -> Outcome:
+        now = deps.clock()
+        return await usecases.on_inbound(deps.config, repo, msg, now=now, wait_for_quotes=patient)
+
+    try:
+        outcome = await run_use_case(deps, msg.event_id, use)
+    except QuoteNotKnownYet as error:
+        raise RetryLater(f"quoted message {error} not mapped yet", 1.0) from error
+    log.info(
+        "inbound handled",
+        extra=fields(
+            event_id=msg.event_id,
+            wamid=msg.wamid,
+            duplicate=outcome is None,
+            published=len(outcome.events) if outcome else 0,
+        ),
+    )
+
+
+async def on_request(deps: Deps, command: HandoffRequestCommand, delivery: Delivery) -> None:
+    async def use(repo: Repository) -> Outcome:
+        return await usecases.on_request(deps.config, repo, command, now=deps.clock())
+
+    await run_use_case(deps, command.event_id, use)
+
+
+async def on_failed(deps: Deps, failed: MessageFailed, delivery: Delivery) -> None:
+    async def use(repo: Repository) -> Outcome:
+        return await usecases.on_failed(deps.config, repo, failed, now=deps.clock())
+
+    await run_use_case(deps, failed.event_id, use)
+
+
+async def on_sent(deps: Deps, sent: MessageSent, delivery: Delivery) -> None:
+    # Idempotent by itself (the wamid is set, or left): no inbox record needed.
+    async with deps.outbox.database.pool.acquire() as conn:
+        await usecases.on_sent(deps.repository(conn), sent)
+
+
+def customer_key(msg: InboundMessage) -> str:
+    """One person's messages run one after another, in arrival order."""
+    return maybe_e164(msg.sender.phone) or msg.sender.key
+
+
+def requested_key(command: HandoffRequestCommand) -> str:
+    return maybe_e164(command.customer_phone) or command.customer_phone
+
+
+# One replica consumes at a time (the others stand by), so a customer's messages are handled in
+# the order they arrived even with several replicas running.
+TABLE: HandlerTable[Deps] = HandlerTable("handoff", single_active_consumer=True)
+TABLE.on(InboundMessage, on_inbound, key=customer_key)
+TABLE.on(MessageSent, on_sent)
+TABLE.on(MessageFailed, on_failed)
+TABLE.on(HandoffRequestCommand, on_request, key=requested_key)
+
+
+# ------------------------------------------------------------------ background
+
+
+async def fire_due_timers(deps: Deps) -> int:
+    """Fire the timers due now (once across replicas); how many fired here."""
+    works: dict[int, UseCaseWork] = {}
+
+    async def effect(conn: Connection, timer: timers.Timer) -> list[Event]:
         async def use(repo: Repository) -> Outcome:
-            return await self.core.on_inbound(repo, msg, wait_for_quotes=patient)
+            return await usecases.on_timer(deps.config, repo, timer, now=deps.clock())
 
-        try:
-            outcome = await run_once(self.pool, self.bus, msg.event_id, use, self.metrics)
-        except QuoteNotKnownYet as error:
-            raise RetryLater(f"quoted message {error} not mapped yet", 1.0) from error
-        log.info(
-            "inbound handled",
-            extra=fields(
-                event_id=msg.event_id,
-                wamid=msg.wamid,
-                duplicate=outcome is None,
-                published=len(outcome.events) if outcome else 0,
-            ),
-        )
+        return await works.setdefault(timer.id, UseCaseWork(deps, use))(conn)
 
-    async def request(self, command: HandoffRequestCommand) -> None:
-        async def use(repo: Repository) -> Outcome:
-            return await self.core.on_request(repo, command)
+    fired = await timers.fire_due(deps.outbox, deps.clock(), effect)
+    for timer in fired:
+        works[timer.id].committed()
+        deps.metrics.timers_fired.labels(timer.kind).inc()
+        log.info("timer fired", extra=fields(case=timer.subject, kind=timer.kind))
+    return len(fired)
 
-        await run_once(self.pool, self.bus, command.event_id, use, self.metrics)
 
-    async def failed(self, failed: MessageFailed) -> None:
-        async def use(repo: Repository) -> Outcome:
-            return await self.core.on_failed(repo, failed)
-
-        await run_once(self.pool, self.bus, failed.event_id, use, self.metrics)
-
-    async def sent(self, sent: MessageSent) -> None:
-        async with self.pool.acquire() as conn:
-            await self.core.on_sent(PgRepository(conn), sent)
+async def refresh_gauges(deps: Deps) -> None:
+    """Cases waiting and active now (every replica reports the same totals)."""
+    async with deps.outbox.database.pool.acquire() as conn:
+        deps.metrics.set_counts(await deps.repository(conn).counts())

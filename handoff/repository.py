@@ -1,26 +1,28 @@
-"""Handoff's state behind a port: the PostgreSQL adapter and an in-memory fake beside it.
+"""Handoff's state behind a port (:class:`Repository`) and its PostgreSQL adapter.
 
-Every method runs inside the caller's transaction (``shared.outbox.handle_once`` opens it), so a
-handler's state changes and the events it publishes commit together or not at all.
+Every method runs inside the caller's transaction (``Outbox.handle_once`` opens it), so a use
+case's state changes and the events it publishes commit together or not at all. The in-memory
+fake for unit tests is ``tests/fakes/handoff.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
 import asyncpg
 
+from shared import timers
 from shared.db import Connection
 from shared.events import SendMessage
 
 ConversationState = Literal["bot", "queued", "active"]
 CaseState = Literal["queued", "active", "closed"]
 Author = Literal["customer", "agent", "bot", "system"]
-TimerKind = Literal["queue", "idle"]
+TimerKind = Literal["queue", "idle"]  # a case's timers (shared.timers, subject: the case code)
 
 
 class ConcurrentUpdate(Exception):
@@ -75,7 +77,10 @@ class Line:
 
 
 @dataclass(frozen=True)
-class Outgoing:
+class SendRecord:
+    """A send command handoff asked for a case (a row of ``outgoing``): a later message that
+    quotes or reacts to it finds its case, and the message it relays."""
+
     command_id: str
     case_code: str
     recipient: str
@@ -83,14 +88,6 @@ class Outgoing:
     source_wamid: str | None
     wamid: str | None = None
     body: str | None = None  # the SendMessage as JSON
-
-
-@dataclass(frozen=True)
-class Timer:
-    id: int
-    case_code: str
-    kind: TimerKind
-    due_at: datetime
 
 
 class Repository(Protocol):
@@ -109,13 +106,13 @@ class Repository(Protocol):
     async def last_lines(self, customer: str, limit: int) -> list[Line]: ...
     async def adopt_last_line(self, customer: str, code: str) -> None: ...
     async def case_lines(self, code: str) -> list[Line]: ...
-    async def add_outgoing(self, outgoing: Outgoing) -> None: ...
+    async def add_outgoing(self, record: SendRecord) -> None: ...
     async def set_wamid(self, command_id: str, wamid: str, *, replace: bool = True) -> bool:
         """Record the wamid of a send of ours; with ``replace`` False, only when it has none."""
         ...
 
-    async def outgoing_by_wamid(self, wamid: str) -> Outgoing | None: ...
-    async def outgoing_by_command(self, command_id: str) -> Outgoing | None: ...
+    async def outgoing_by_wamid(self, wamid: str) -> SendRecord | None: ...
+    async def outgoing_by_command(self, command_id: str) -> SendRecord | None: ...
     async def awaiting_wamid(self, recipient: str) -> bool: ...
     async def schedule(self, code: str, kind: TimerKind, due_at: datetime) -> None: ...
     async def cancel_timers(self, code: str) -> None: ...
@@ -135,9 +132,9 @@ def _case(row: asyncpg.Record) -> Case:
     return Case(**{f.name: row[f.name] for f in dataclasses.fields(Case)})
 
 
-def _outgoing(row: asyncpg.Record) -> Outgoing:
-    values = {f.name: row[f.name] for f in dataclasses.fields(Outgoing)}
-    return Outgoing(**values)
+def _send_record(row: asyncpg.Record) -> SendRecord:
+    values = {f.name: row[f.name] for f in dataclasses.fields(SendRecord)}
+    return SendRecord(**values)
 
 
 class PgRepository:
@@ -306,17 +303,16 @@ class PgRepository:
         )
         return [Line(r["at"], r["author"], r["text"], r["case_code"]) for r in rows]
 
-    async def add_outgoing(self, outgoing: Outgoing) -> None:
-        o = outgoing
+    async def add_outgoing(self, record: SendRecord) -> None:
         await self.conn.execute(
             "INSERT INTO outgoing (command_id, case_code, recipient, role, source_wamid, body)"
             " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (command_id) DO NOTHING",
-            o.command_id,
-            o.case_code,
-            o.recipient,
-            o.role,
-            o.source_wamid,
-            o.body,
+            record.command_id,
+            record.case_code,
+            record.recipient,
+            record.role,
+            record.source_wamid,
+            record.body,
         )
 
     async def set_wamid(self, command_id: str, wamid: str, *, replace: bool = True) -> bool:
@@ -329,13 +325,13 @@ class PgRepository:
         )
         return bool(done)
 
-    async def outgoing_by_wamid(self, wamid: str) -> Outgoing | None:
+    async def outgoing_by_wamid(self, wamid: str) -> SendRecord | None:
         row = await self.conn.fetchrow("SELECT * FROM outgoing WHERE wamid = $1", wamid)
-        return _outgoing(row) if row else None
+        return _send_record(row) if row else None
 
-    async def outgoing_by_command(self, command_id: str) -> Outgoing | None:
+    async def outgoing_by_command(self, command_id: str) -> SendRecord | None:
         row = await self.conn.fetchrow("SELECT * FROM outgoing WHERE command_id = $1", command_id)
-        return _outgoing(row) if row else None
+        return _send_record(row) if row else None
 
     async def awaiting_wamid(self, recipient: str) -> bool:
         """Sent (not held) to ``recipient`` recently, and its wamid not known yet."""
@@ -348,17 +344,10 @@ class PgRepository:
         return bool(found)
 
     async def schedule(self, code: str, kind: TimerKind, due_at: datetime) -> None:
-        await self.conn.execute(
-            "INSERT INTO timers (case_code, kind, due_at) VALUES ($1, $2, $3)"
-            " ON CONFLICT (case_code, kind) DO UPDATE SET due_at = EXCLUDED.due_at,"
-            " fired_at = NULL",
-            code,
-            kind,
-            due_at,
-        )
+        await timers.schedule(self.conn, code, kind, due_at)
 
     async def cancel_timers(self, code: str) -> None:
-        await self.conn.execute("DELETE FROM timers WHERE case_code = $1", code)
+        await timers.cancel(self.conn, code)
 
     async def hold(self, recipient: str, code: str, command: SendMessage) -> bool:
         """Keep a send until ``recipient`` writes; True when nothing was held for them yet."""
@@ -386,137 +375,3 @@ class PgRepository:
         )
         found = {r["state"]: int(r["n"]) for r in rows}
         return {"queued": found.get("queued", 0), "active": found.get("active", 0)}
-
-
-# --------------------------------------------------------------------------- fake
-
-
-@dataclass
-class FakeRepository:
-    """The same behaviour in memory, for unit tests of the handlers."""
-
-    conversations: dict[str, Conversation] = field(default_factory=dict)
-    cases: dict[str, Case] = field(default_factory=dict)
-    agents: dict[str, Agent] = field(default_factory=dict)
-    lines: list[tuple[str, Line]] = field(default_factory=list)
-    outgoing: dict[str, Outgoing] = field(default_factory=dict)
-    timers: dict[tuple[str, str], Timer] = field(default_factory=dict)
-    held: list[tuple[str, str, SendMessage]] = field(default_factory=list)
-    sequence: int = 1023
-
-    async def get_conversation(self, customer: str) -> Conversation | None:
-        found = self.conversations.get(customer)
-        return dataclasses.replace(found) if found else None
-
-    async def add_conversation(self, conversation: Conversation) -> Conversation:
-        if conversation.customer in self.conversations:
-            raise ConcurrentUpdate(conversation.customer)
-        self.conversations[conversation.customer] = dataclasses.replace(conversation)
-        return dataclasses.replace(conversation)
-
-    async def save_conversation(self, conversation: Conversation) -> None:
-        stored = self.conversations.get(conversation.customer)
-        if stored is None or stored.version != conversation.version:
-            raise ConcurrentUpdate(conversation.customer)
-        conversation.version += 1
-        self.conversations[conversation.customer] = dataclasses.replace(conversation)
-
-    async def next_case_number(self) -> int:
-        self.sequence += 1
-        return self.sequence
-
-    async def add_case(self, case: Case) -> None:
-        if any(c.customer == case.customer and c.state != "closed" for c in self.cases.values()):
-            raise ConcurrentUpdate(case.customer)
-        self.cases[case.code] = dataclasses.replace(case)
-
-    async def get_case(self, code: str) -> Case | None:
-        found = self.cases.get(code)
-        return dataclasses.replace(found) if found else None
-
-    async def claim_case(self, code: str, agent: str, at: datetime) -> Case | None:
-        case = self.cases.get(code)
-        if case is None or case.state != "queued":
-            return None
-        case.state, case.agent, case.claimed_at, case.last_activity_at = "active", agent, at, at
-        case.version += 1
-        return dataclasses.replace(case)
-
-    async def save_case(self, case: Case) -> None:
-        stored = self.cases.get(case.code)
-        if stored is None or stored.version != case.version:
-            raise ConcurrentUpdate(case.code)
-        case.version += 1
-        self.cases[case.code] = dataclasses.replace(case)
-
-    async def open_cases(self) -> list[Case]:
-        found = [c for c in self.cases.values() if c.state != "closed"]
-        return [dataclasses.replace(c) for c in sorted(found, key=lambda c: c.created_at)]
-
-    async def get_agent(self, phone: str) -> Agent:
-        found = self.agents.get(phone)
-        return dataclasses.replace(found) if found else Agent(phone)
-
-    async def save_agent(self, agent: Agent) -> None:
-        self.agents[agent.phone] = dataclasses.replace(agent)
-
-    async def add_line(self, customer: str, line: Line) -> None:
-        self.lines.append((customer, line))
-
-    async def adopt_last_line(self, customer: str, code: str) -> None:
-        for index in range(len(self.lines) - 1, -1, -1):
-            who, line = self.lines[index]
-            if who == customer:
-                if line.case_code is None:
-                    self.lines[index] = (who, dataclasses.replace(line, case_code=code))
-                return
-
-    async def last_lines(self, customer: str, limit: int) -> list[Line]:
-        return [line for who, line in self.lines if who == customer][-limit:]
-
-    async def case_lines(self, code: str) -> list[Line]:
-        return [line for _who, line in self.lines if line.case_code == code]
-
-    async def add_outgoing(self, outgoing: Outgoing) -> None:
-        self.outgoing.setdefault(outgoing.command_id, outgoing)
-
-    async def set_wamid(self, command_id: str, wamid: str, *, replace: bool = True) -> bool:
-        found = self.outgoing.get(command_id)
-        if found is None or (not replace and found.wamid is not None):
-            return False
-        self.outgoing[command_id] = dataclasses.replace(found, wamid=wamid)
-        return True
-
-    async def outgoing_by_wamid(self, wamid: str) -> Outgoing | None:
-        return next((o for o in self.outgoing.values() if o.wamid == wamid), None)
-
-    async def outgoing_by_command(self, command_id: str) -> Outgoing | None:
-        return self.outgoing.get(command_id)
-
-    async def awaiting_wamid(self, recipient: str) -> bool:
-        held = {m.event_id for _r, _c, m in self.held}
-        return any(
-            o.recipient == recipient and o.wamid is None and o.command_id not in held
-            for o in self.outgoing.values()
-        )
-
-    async def schedule(self, code: str, kind: TimerKind, due_at: datetime) -> None:
-        self.timers[(code, kind)] = Timer(len(self.timers) + 1, code, kind, due_at)
-
-    async def cancel_timers(self, code: str) -> None:
-        for key in [k for k in self.timers if k[0] == code]:
-            del self.timers[key]
-
-    async def hold(self, recipient: str, code: str, command: SendMessage) -> bool:
-        first = not any(r == recipient for r, _c, _m in self.held)
-        self.held.append((recipient, code, command))
-        return first
-
-    async def take_held(self, recipient: str) -> list[SendMessage]:
-        mine = [m for r, _c, m in self.held if r == recipient]
-        self.held = [h for h in self.held if h[0] != recipient]
-        return mine
-
-    async def counts(self) -> dict[str, int]:
-        states = [c.state for c in self.cases.values()]
-        return {"queued": states.count("queued"), "active": states.count("active")}

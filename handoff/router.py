@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from handoff.config import WEEKDAYS, Interval
+from handoff.options import WEEKDAYS, Interval
 from shared.events import ButtonsContent, ListContent, ListRow, ListSection, ReplyButton
 from shared.profiles import CompanyProfile, MenuOption
 
-WINDOW = timedelta(hours=24)
 # Crockford's base32 without I, L, O, U: short codes an agent can type on a phone.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CLAIM_PAYLOAD_PREFIX = "tomar:"
@@ -133,11 +132,6 @@ def parse_agent_input(text: str | None, payload: str | None = None) -> AgentInpu
 
 
 # ------------------------------------------------------------------ time
-
-
-def window_open(last_inbound: datetime | None, now: datetime) -> bool:
-    """Meta's 24-hour customer service window, from when that person last wrote."""
-    return last_inbound is not None and now - last_inbound < WINDOW
 
 
 def is_open(hours: dict[str, list[Interval]] | None, timezone: str, now: datetime) -> bool:

@@ -1,103 +1,40 @@
-"""Timers kept in PostgreSQL, and the outbox relay: background loops on every replica.
-
-A due timer is taken with ``FOR UPDATE SKIP LOCKED`` inside the transaction that applies its
-effect, marks it fired and writes its events to the outbox, so it fires once across replicas and
-survives restarts (a timer that came due while no replica ran fires at the next poll).
-"""
+"""A case's timers (durable, ``shared.timers``; the subject is the case code): nobody claimed a
+queued case within the queue timeout, or an active case had no message either way for the idle
+timeout."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
-
-from handoff.handlers import RETRYABLE
-from handoff.metrics import HandoffMetrics
-from handoff.repository import PgRepository, Timer
-from handoff.service import Handoff, Outcome
-from shared.bus import Bus
-from shared.db import Pool
-from shared.events import stable_id
-from shared.logs import fields
-from shared.outbox import add_to_outbox, publish_pending, publish_stale
-
-log = logging.getLogger("mensajero.handoff.timers")
+from handoff.cases import close_case, unattended
+from handoff.delivery import to_customer
+from handoff.options import options_for
+from handoff.outcome import Turn
+from handoff.texts import say
+from shared.timers import Timer
 
 
-async def fire_due(pool: Pool, bus: Bus, core: Handoff, metrics: HandoffMetrics | None) -> int:
-    """Fire every timer due now; returns how many fired here."""
-    fired = 0
-    while True:
-        now = core.clock()
-        outcome: Outcome | None = None
-        async with pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    row = await conn.fetchrow(
-                        "SELECT id, case_code, kind, due_at FROM timers"
-                        " WHERE fired_at IS NULL AND due_at <= $1"
-                        " ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-                        now,
-                    )
-                    if row is None:
-                        return fired
-                    timer = Timer(row["id"], row["case_code"], row["kind"], row["due_at"])
-                    source_id = stable_id("timer", str(timer.id), timer.due_at.isoformat())
-                    await conn.execute(
-                        "UPDATE timers SET fired_at = $2 WHERE id = $1", timer.id, now
-                    )
-                    first = await conn.fetchval(
-                        "INSERT INTO inbox (event_id) VALUES ($1)"
-                        " ON CONFLICT DO NOTHING RETURNING true",
-                        source_id,
-                    )
-                    if first:
-                        outcome = await core.on_timer(PgRepository(conn), timer, source_id)
-                        await add_to_outbox(conn, source_id, outcome.events)
-            except RETRYABLE:
-                log.info("timer met a concurrent update; it fires at the next poll")
-                return fired
-            fired += 1
-            if metrics is not None:
-                metrics.timers_fired.labels(timer.kind).inc()
-                if outcome is not None:
-                    metrics.apply(outcome.facts)
-            log.info("timer fired", extra=fields(case=timer.case_code, kind=timer.kind))
-            await publish_pending(conn, bus, source_id=source_id)
-
-
-async def refresh_gauges(pool: Pool, metrics: HandoffMetrics) -> None:
-    async with pool.acquire() as conn:
-        metrics.set_counts(await PgRepository(conn).counts())
-
-
-@contextlib.asynccontextmanager
-async def background(
-    pool: Pool,
-    bus: Bus,
-    core: Handoff,
-    metrics: HandoffMetrics,
-    *,
-    interval: float,
-    outbox_after: float,
-) -> AsyncIterator[None]:
-    async def loop() -> None:
-        while True:
-            try:
-                await fire_due(pool, bus, core, metrics)
-                await publish_stale(pool, bus, outbox_after)
-                await refresh_gauges(pool, metrics)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # keep polling: the next round retries
-                log.exception("timer loop failed; retrying at the next poll")
-            await asyncio.sleep(interval)
-
-    task = asyncio.create_task(loop(), name="handoff-timers")
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+async def on_timer(turn: Turn, timer: Timer) -> None:
+    repo = turn.repo
+    case = await repo.get_case(timer.subject)
+    if case is None or case.state == "closed":
+        return
+    conv = await repo.get_conversation(case.customer)
+    if conv is None:
+        return
+    profile = turn.config.profiles.by_id(case.profile_id)
+    options = options_for(profile)
+    if timer.kind == "queue" and case.state == "queued":
+        await unattended(turn, profile, case, conv, "timeout")
+        if options.on_queue_timeout == "bot":
+            text = say(profile, "handoff.customer.queue_timeout")
+            to_customer(turn.out, conv, text, "qt")
+            await close_case(turn, case, conv, "timeout")
+        else:
+            text = say(profile, "handoff.customer.queue_timeout_wait")
+            to_customer(turn.out, conv, text, "qt-wait")
+    elif timer.kind == "idle" and case.state == "active":
+        due = case.last_activity_at + turn.config.idle_timeout_for(options)
+        if due > turn.out.now:  # activity since it was scheduled
+            await repo.schedule(case.code, "idle", due)
+            return
+        await close_case(turn, case, conv, "idle")
+    await repo.save_conversation(conv)

@@ -7,19 +7,19 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from sender.batching import HeldConnections
 from sender.graph import AiohttpGraphClient, GraphClient
 from sender.handlers import Deps, SenderConfig, handle_send, handle_status
 from sender.metrics import SenderMetrics
 from sender.pacing import Circuits, Pacers, PairLimiter
-from sender.relay import OutboxRelay
 from sender.settings import Settings
 from sender.store import PRUNING, PostgresStore
+from shared.batching import HeldConnections
 from shared.bus import Consumer, Delivery, QueueSpec
 from shared.events import Event, MessageStatus, SendMessage
 from shared.logs import fields
 from shared.ops import add_ops_routes, service_registry
-from shared.service import BUS_KEY, POOL_KEY, bus_context, database_context
+from shared.outbox import Outbox
+from shared.service import BUS_KEY, DATABASE_KEY, POOL_KEY, bus_context, database_context
 
 log = logging.getLogger("mensajero.sender")
 
@@ -83,13 +83,13 @@ def sender_context(settings: Settings) -> Callable[[web.Application], AsyncItera
     async def context(app: web.Application) -> AsyncIterator[None]:
         bus, pool = app[BUS_KEY], app[POOL_KEY]
         held = HeldConnections(pool)
-        relay = OutboxRelay(pool, bus, held=held)
-        store = PostgresStore(pool, held=held, outbox_written=relay.notify)
+        outbox = Outbox(app[DATABASE_KEY], bus, held=held, workers=3)
+        store = PostgresStore(pool, held=held, outbox_written=outbox.written)
         graph = app.get(GRAPH_FACTORY_KEY, _aiohttp_graph)(settings)
         if isinstance(graph, AiohttpGraphClient):
             await graph.start()
         metrics = app[METRICS_KEY]
-        relay.start()
+        await outbox.start()
         circuits = Circuits(settings.SENDER_CIRCUIT_PROBE_SECONDS)
         for number in await store.open_circuits():
             # Left open by an earlier run: probe at once (the token may have been renewed).
@@ -100,7 +100,7 @@ def sender_context(settings: Settings) -> Callable[[web.Application], AsyncItera
         deps = Deps(
             graph=graph,
             store=store,
-            publish=relay.publish,
+            publish=outbox.publish,
             pacers=Pacers(
                 store,
                 settings.rate_for,
@@ -161,7 +161,7 @@ def sender_context(settings: Settings) -> Callable[[web.Application], AsyncItera
         for consumer in reversed(consumers):
             await consumer.stop(grace=settings.SHUTDOWN_GRACE_SECONDS)
         await deps.pacers.close()
-        await relay.stop()
+        await outbox.close()
         await held.close()
         if isinstance(graph, AiohttpGraphClient):
             await graph.close()

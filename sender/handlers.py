@@ -30,7 +30,7 @@ from typing import Literal
 from sender.graph import Accepted, GraphApiError, GraphClient, GraphUnavailable, MediaGone
 from sender.metrics import SenderMetrics
 from sender.pacing import Circuit, Circuits, NumberPacer, Pacers, PairLimiter
-from sender.policy import MAINTENANCE, Action, backoff, classify, needs_alert
+from sender.policy import MAINTENANCE, Action, backoff, classify, failure_reason, needs_alert
 from sender.store import (
     ACCEPTED_RANK,
     FAILED_RANK,
@@ -254,7 +254,7 @@ async def _send(send: _Send, prepared: Prepared, circuit: Circuit) -> None:
             except GraphApiError as error:
                 reached_meta = False  # Meta answered with an error: it did not take this one
                 if (
-                    error.code == 131047
+                    classify(error.code) is Action.WINDOW
                     and send.command.fallback_template is not None
                     and not used_fallback
                 ):
@@ -550,6 +550,7 @@ def _failed_event(
         phone_number_id=send.number,
         kind=send.kind,
         reason=reason,
+        reason_code=failure_reason(error),
         error=error,
         wamid=wamid,
     )
@@ -719,6 +720,7 @@ async def handle_status(deps: Deps, event: MessageStatus, attempt: int = 1) -> N
                 phone_number_id=row.phone_number_id,
                 kind=row.kind,
                 reason=reason,
+                reason_code=failure_reason(row.error),
                 error=row.error,
                 wamid=row.wamid,
             )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from enum import Enum
 
+from shared.events import FailureReason, MetaError
+
 
 class Action(Enum):
     RETRY = "retry"  # temporary: backoff through the retry tiers, up to the validity period
@@ -54,6 +56,19 @@ def classify(code: int) -> Action:
     if code in RETRYABLE:
         return Action.RETRY
     return Action.FAIL
+
+
+def failure_reason(error: MetaError | None) -> FailureReason:
+    """``MessageFailed.reason_code`` for a send that ended with ``error`` (None: Meta never
+    answered), so that no other service interprets Meta's codes."""
+    if error is None:
+        return "not_sent"
+    action = classify(error.code)
+    if action is Action.WINDOW:
+        return "window_closed"
+    if action is Action.FAIL:
+        return "rejected"
+    return "temporary"  # retried, backed off or held until the validity ended
 
 
 def needs_alert(code: int) -> bool:

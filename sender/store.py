@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
-from sender.batching import Batcher, HeldConnections
-from sender.relay import outbox_columns, outbox_insert
+from shared.batching import Batcher, HeldConnections
 from shared.db import Pool
 from shared.events import Event, MetaError
+from shared.outbox import outbox_columns, outbox_insert
 
 if TYPE_CHECKING:
-    from sender.batching import PoolConnection
+    from shared.batching import PoolConnection
 
 RANKS: dict[str, int] = {
     "pending": 0,
@@ -32,7 +32,11 @@ RANKS: dict[str, int] = {
     "played": 6,
     "failed": 9,
 }
+# The ranks the SQL below names (interpolated: RANKS is their one definition).
+PENDING_RANK = RANKS["pending"]
+SENDING_RANK = RANKS["sending"]
 ACCEPTED_RANK = RANKS["accepted"]
+SENT_RANK = RANKS["sent"]
 FAILED_RANK = RANKS["failed"]
 # Retention (shared.db.prune, $1 = RETENTION_DAYS, $2 = batch): log rows untouched for that long
 # whose validity ended as long ago (no redelivery of their command can come any more), and the
@@ -266,19 +270,20 @@ class PostgresStore:
         lease: float,
     ) -> list[Claim]:
         records = await conn.fetch(
-            """
+            f"""
             INSERT INTO messages AS m (command_id, phone_number_id, recipient, kind, command,
                 status, status_rank, attempts, claimed_until, valid_until)
             SELECT i.command_id, i.phone_number_id, i.recipient, i.kind, i.command::jsonb,
-                'sending', 1, 1, now() + make_interval(secs => $7), i.valid_until
+                'sending', {SENDING_RANK}, 1, now() + make_interval(secs => $7), i.valid_until
             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                 $6::timestamptz[])
                 AS i(command_id, phone_number_id, recipient, kind, command, valid_until)
             ON CONFLICT (command_id) DO UPDATE SET
-                status = 'sending', status_rank = 1, attempts = m.attempts + 1,
+                status = 'sending', status_rank = {SENDING_RANK}, attempts = m.attempts + 1,
                 claimed_until = now() + make_interval(secs => $7), updated_at = now(),
-                taken_over = m.status_rank = 1
-                WHERE m.status_rank = 0 OR (m.status_rank = 1 AND m.claimed_until < now())
+                taken_over = m.status_rank = {SENDING_RANK}
+                WHERE m.status_rank = {PENDING_RANK}
+                    OR (m.status_rank = {SENDING_RANK} AND m.claimed_until < now())
             RETURNING m.command_id, m.attempts, m.used_fallback, m.media_id, m.taken_over,
                 (SELECT extract(epoch FROM b.until - now())::float8 FROM recipient_backoff b
                   WHERE b.phone_number_id = m.phone_number_id AND b.recipient = m.recipient
@@ -368,11 +373,11 @@ class PostgresStore:
 
     async def release(self, command_id: str, reason: str, error: MetaError | None) -> None:
         await self.pool.execute(
-            """
-            UPDATE messages SET status = 'pending', status_rank = 0, claimed_until = NULL,
-                reason = $2, error = COALESCE($3::jsonb, error), updated_at = now(),
-                timeline = timeline || $4::jsonb
-            WHERE command_id = $1 AND status_rank = 1
+            f"""
+            UPDATE messages SET status = 'pending', status_rank = {PENDING_RANK},
+                claimed_until = NULL, reason = $2, error = COALESCE($3::jsonb, error),
+                updated_at = now(), timeline = timeline || $4::jsonb
+            WHERE command_id = $1 AND status_rank = {SENDING_RANK}
             """,
             command_id,
             reason,
@@ -384,7 +389,8 @@ class PostgresStore:
         await self.pool.execute(
             "UPDATE messages SET claimed_until = now() + make_interval(secs => $3),"
             " updated_at = now(), reason = 'interrupted while Meta may have had the request',"
-            " timeline = timeline || $2::jsonb WHERE command_id = $1 AND status_rank = 1",
+            " timeline = timeline || $2::jsonb"
+            f" WHERE command_id = $1 AND status_rank = {SENDING_RANK}",
             command_id,
             _entry(event="interrupted"),
             float(hold_seconds),
@@ -392,16 +398,16 @@ class PostgresStore:
 
     async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool:
         changed = await self.pool.fetchval(
-            """
+            f"""
             INSERT INTO messages AS m (command_id, phone_number_id, recipient, kind, command,
                 status, status_rank, reason, error, valid_until, timeline)
-            VALUES ($1, $2, $3, $4, $5::jsonb, 'failed', 9, $6, $7::jsonb, $8,
+            VALUES ($1, $2, $3, $4, $5::jsonb, 'failed', {FAILED_RANK}, $6, $7::jsonb, $8,
                 jsonb_build_array($9::jsonb))
             ON CONFLICT (command_id) DO UPDATE SET
-                status = 'failed', status_rank = 9, reason = EXCLUDED.reason,
+                status = 'failed', status_rank = {FAILED_RANK}, reason = EXCLUDED.reason,
                 error = EXCLUDED.error, claimed_until = NULL, updated_at = now(),
                 timeline = m.timeline || $9::jsonb
-                WHERE m.status_rank < 2
+                WHERE m.status_rank < {ACCEPTED_RANK}
             RETURNING true
             """,
             message.command_id,
@@ -433,7 +439,7 @@ class PostgresStore:
                     f"""
                     UPDATE messages SET status = $2, status_rank = $3::smallint,
                         error = COALESCE($4::jsonb, error),
-                        reason = CASE WHEN $3::smallint = 9 THEN $5 ELSE reason END,
+                        reason = CASE WHEN $3::smallint = {FAILED_RANK} THEN $5 ELSE reason END,
                         updated_at = now(), timeline = timeline || $6::jsonb
                     WHERE wamid = $1 RETURNING {_ROW}
                     """,
@@ -457,10 +463,11 @@ class PostgresStore:
             WITH c AS (
                 SELECT command_id FROM messages
                 WHERE phone_number_id = $2 AND recipient = $3 AND wamid IS NULL
-                  AND status_rank IN (0, 1) AND attempts > 0 AND kind <> 'mark_read'
+                  AND status_rank IN ({PENDING_RANK}, {SENDING_RANK}) AND attempts > 0
+                  AND kind <> 'mark_read'
                 LIMIT 2
             )
-            UPDATE messages SET wamid = $1, status = 'accepted', status_rank = 2,
+            UPDATE messages SET wamid = $1, status = 'accepted', status_rank = {ACCEPTED_RANK},
                 claimed_until = NULL, updated_at = now(), timeline = timeline || $4::jsonb
             WHERE command_id IN (SELECT command_id FROM c) AND (SELECT count(*) FROM c) = 1
             RETURNING {_ROW}
@@ -512,12 +519,13 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             # The one transition back: accepted (or sent) to pending, for the fallback's send.
             record = await conn.fetchrow(
-                """
-                UPDATE messages SET status = 'pending', status_rank = 0, wamid = NULL,
+                f"""
+                UPDATE messages SET status = 'pending', status_rank = {PENDING_RANK}, wamid = NULL,
                     used_fallback = true, claimed_until = NULL, error = $2::jsonb,
                     reason = 'outside the 24-hour window (131047): sending the fallback template',
                     updated_at = now(), timeline = timeline || $3::jsonb
-                WHERE wamid = $1 AND NOT used_fallback AND status_rank IN (2, 3)
+                WHERE wamid = $1 AND NOT used_fallback
+                    AND status_rank IN ({ACCEPTED_RANK}, {SENT_RANK})
                     AND jsonb_typeof(command -> 'fallback_template') = 'object'
                 RETURNING command_id, command::text AS command
                 """,
@@ -626,8 +634,8 @@ class PostgresStore:
 _ACCEPT_SQL = f"""
 WITH accepted AS (
     UPDATE messages m SET
-        status = CASE WHEN m.status_rank < 2 THEN 'accepted' ELSE m.status END,
-        status_rank = GREATEST(m.status_rank, 2),
+        status = CASE WHEN m.status_rank < {ACCEPTED_RANK} THEN 'accepted' ELSE m.status END,
+        status_rank = GREATEST(m.status_rank, {ACCEPTED_RANK}),
         -- A wamid learnt first (from a status, when this try's answer came late) stays.
         wamid = COALESCE(m.wamid, u.wamid),
         claimed_until = NULL, updated_at = now(),
@@ -653,7 +661,7 @@ def _status_reason(error: MetaError | None) -> str | None:
 class _Row:
     message: NewMessage
     status: str = "pending"
-    rank: int = 0
+    rank: int = PENDING_RANK
     wamid: str | None = None
     attempts: int = 0
     claimed_until: float = 0.0
@@ -678,7 +686,7 @@ class _Row:
             media_id=self.media_id,
             reason=self.reason,
             error=self.error,
-            lease_left=self.claimed_until - time.monotonic() if self.rank == 1 else 0.0,
+            lease_left=self.claimed_until - time.monotonic() if self.rank == SENDING_RANK else 0.0,
         )
 
 
@@ -702,10 +710,12 @@ class FakeStore:
         row = self.rows.get(message.command_id)
         if row is None:
             row = self.rows[message.command_id] = _Row(message)
-        elif not (row.rank == 0 or (row.rank == 1 and row.claimed_until < now)):
+        elif not (
+            row.rank == PENDING_RANK or (row.rank == SENDING_RANK and row.claimed_until < now)
+        ):
             return Claim("done" if row.rank >= ACCEPTED_RANK else "busy", row.view())
-        taken_over = row.rank == 1
-        row.status, row.rank, row.attempts = "sending", 1, row.attempts + 1
+        taken_over = row.rank == SENDING_RANK
+        row.status, row.rank, row.attempts = "sending", SENDING_RANK, row.attempts + 1
         row.claimed_until = now + lease_seconds
         until, _ = self.backoffs.get((message.phone_number_id, message.recipient), (0.0, 0))
         return Claim(
@@ -740,13 +750,13 @@ class FakeStore:
 
     async def release(self, command_id: str, reason: str, error: MetaError | None) -> None:
         row = self.rows[command_id]
-        if row.rank == 1:
-            row.status, row.rank, row.reason = "pending", 0, reason
+        if row.rank == SENDING_RANK:
+            row.status, row.rank, row.reason = "pending", PENDING_RANK, reason
             row.error = error or row.error
 
     async def interrupted(self, command_id: str, hold_seconds: float) -> None:
         row = self.rows[command_id]
-        if row.rank == 1:
+        if row.rank == SENDING_RANK:
             row.claimed_until = time.monotonic() + hold_seconds
 
     async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool:
@@ -779,7 +789,7 @@ class FakeStore:
             if r.message.phone_number_id == phone_number_id
             and r.message.recipient == recipient
             and r.wamid is None
-            and r.rank in (0, 1)
+            and r.rank in (PENDING_RANK, SENDING_RANK)
             and r.attempts > 0
             and r.message.kind != "mark_read"
         ]
@@ -805,10 +815,10 @@ class FakeStore:
     async def reopen_for_fallback(self, wamid: str, error: MetaError) -> tuple[str, bool] | None:
         reopened = False
         row = next((r for r in self.rows.values() if r.wamid == wamid), None)
-        if row is not None and not row.used_fallback and row.rank in (2, 3):
+        if row is not None and not row.used_fallback and row.rank in (ACCEPTED_RANK, SENT_RANK):
             command = orjson.loads(row.message.command_json)
             if isinstance(command.get("fallback_template"), dict):
-                row.status, row.rank, row.wamid, row.error = "pending", 0, None, error
+                row.status, row.rank, row.wamid, row.error = "pending", PENDING_RANK, None, error
                 row.used_fallback = reopened = True
                 self.superseded_wamids[wamid] = row.message.command_id
         command_id = self.superseded_wamids.get(wamid)

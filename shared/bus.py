@@ -152,8 +152,10 @@ class Bus:
 
     async def connect(self, *, timeout: float = 10.0) -> None:
         try:
+            # A name given in the URL (``?name=``) wins: an operator's, or a test's.
+            named = "name=" in self.url.partition("?")[2]
             properties: dict[str, Any] | None = (
-                {"connection_name": self.name} if self.name else None
+                {"connection_name": self.name} if self.name and not named else None
             )
             self._connection = await asyncio.wait_for(
                 aio_pika.connect_robust(self.url, client_properties=properties), timeout

@@ -30,7 +30,8 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[\w-]+\.sql$")
 
 # Tables every schema gets: the inbox (events already handled) and the outbox (events to
-# publish, written in the same transaction as the state change that produced them).
+# publish, written in the same transaction as the state change that produced them); and the
+# timers, below.
 _CORE_SQL = """
 CREATE TABLE IF NOT EXISTS inbox (
     event_id    text PRIMARY KEY,
@@ -48,6 +49,20 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (id) WHERE published_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source_id);
+"""
+# The durable timers (shared.timers): one per subject and kind, fired once across replicas.
+# Created after the service's own migrations: handoff's first one made this table before it was
+# shared (its 0002 gave it this shape), and a table created here first would make it fail.
+_TIMERS_SQL = """
+CREATE TABLE IF NOT EXISTS timers (
+    id        bigserial PRIMARY KEY,
+    subject   text NOT NULL,
+    kind      text NOT NULL,
+    due_at    timestamptz NOT NULL,
+    fired_at  timestamptz,
+    UNIQUE (subject, kind)
+);
+CREATE INDEX IF NOT EXISTS timers_due ON timers (due_at) WHERE fired_at IS NULL;
 """
 
 
@@ -134,6 +149,7 @@ async def migrate(pool: Pool, schema: str, migrations: list[Migration]) -> list[
                 migration.name,
             )
             applied_now.append(migration.version)
+        await conn.execute(_TIMERS_SQL)
     return applied_now
 
 
@@ -145,14 +161,17 @@ _CORE_PRUNING = (
     " WHERE handled_at < now() - $1 * interval '1 day' LIMIT $2))",
     "DELETE FROM outbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM outbox"
     " WHERE published_at < now() - $1 * interval '1 day' LIMIT $2))",
+    "DELETE FROM timers WHERE ctid = ANY(ARRAY(SELECT ctid FROM timers"
+    " WHERE fired_at < now() - $1 * interval '1 day' LIMIT $2))",
 )
 
 
 async def prune(pool: Pool, days: float, extra: Sequence[str] = ()) -> int:
     """Delete what no redelivery can need any more; how many rows went.
 
-    Handled event ids and published outbox rows older than ``days`` (an unpublished row is
-    never deleted), and whatever the service's ``extra`` statements select (same parameters).
+    Handled event ids, published outbox rows and fired timers older than ``days`` (an
+    unpublished row, a pending timer, is never deleted), and whatever the service's ``extra``
+    statements select (same parameters).
     """
     deleted = 0
     for statement in (*_CORE_PRUNING, *extra):

@@ -302,6 +302,18 @@ class MessageSent(Event):
     biz_opaque_callback_data: str | None = None
 
 
+# What a failed send means for whoever asked for it, in words every service understands (the
+# sender maps Meta's error codes to these in sender/policy.py; no other service reads them):
+# window_closed: outside the recipient's 24-hour window (Meta 131047), and no fallback template
+#   took its place; reach them with a template first.
+# temporary: Meta's answer was temporary (throttled, unavailable, ...), but the command's
+#   validity ended before a try went through.
+# rejected: Meta refused it for good (the message, the recipient or the account).
+# not_sent: Meta never answered: the sender refused an invalid command, or the validity ended
+#   before any try reached Meta.
+FailureReason = Literal["window_closed", "temporary", "rejected", "not_sent"]
+
+
 class MessageFailed(Event):
     """A send command ended without a message at the customer."""
 
@@ -312,7 +324,9 @@ class MessageFailed(Event):
     to: str
     phone_number_id: str | None = None
     kind: str | None = None
-    reason: str
+    reason: str  # for people: what happened, with Meta's code and title
+    # For services: what it means (None: published by a sender from before reason codes).
+    reason_code: FailureReason | None = None
     error: MetaError | None = None
     wamid: str | None = None  # set when Meta accepted it and failed it later
 

@@ -1,4 +1,5 @@
-"""What every service process shares: resources in ``cleanup_ctx`` and the runner.
+"""What every service process shares: its entry point (:func:`run`), and the cleanup contexts
+of the services not yet built on :mod:`shared.runner` (the bus, the database).
 
 A service is an aiohttp application (its ops endpoints, and for the gateway its webhooks) whose
 ``cleanup_ctx`` opens the database pool, the bus and the consumers, and closes them in reverse.
@@ -8,50 +9,27 @@ messages, in-flight work finishes within ``SHUTDOWN_GRACE_SECONDS``, then everyt
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import logging
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 
 from shared.bus import Bus, BusUnavailable
-from shared.db import DatabaseUnavailable, Pool, create_pool, load_migrations, migrate, prune
-from shared.db import ping as db_ping
+from shared.db import Pool
 from shared.logs import fields, setup_logging
 from shared.ops import CHECKS_KEY, export_dead_letters
+from shared.resources import Database, StartupError, retry_until
+from shared.retention import retention_loop
+from shared.runner import RunningLoop
 from shared.settings import DatabaseSettings, ServiceSettings, load_or_exit
 
 log = logging.getLogger("mensajero.service")
 
 BUS_KEY = web.AppKey("bus", Bus)
 POOL_KEY = web.AppKey("pool", Pool)
-
-T = TypeVar("T")
-
-
-class StartupError(Exception):
-    """A dependency could not be reached at start-up; the message names it."""
-
-
-async def _retry_until(
-    what: Callable[[], Awaitable[T]], deadline_seconds: float, errors: tuple[type[Exception], ...]
-) -> T:
-    deadline = time.monotonic() + deadline_seconds
-    delay = 0.2
-    while True:
-        try:
-            return await what()
-        except errors as error:
-            if time.monotonic() + delay >= deadline:
-                raise StartupError(str(error)) from error
-            log.warning("waiting for a dependency: %s", error)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 3.0)
+DATABASE_KEY = web.AppKey("database", Database)
 
 
 def bus_context(
@@ -63,7 +41,7 @@ def bus_context(
         async def connect() -> None:
             await bus.connect(timeout=min(5.0, startup_timeout))
 
-        await _retry_until(connect, startup_timeout, (BusUnavailable,))
+        await retry_until(connect, startup_timeout, (BusUnavailable,))
         app[BUS_KEY] = bus
         app[CHECKS_KEY]["rabbitmq"] = bus.ping
         # The dead-letter queues of whatever this service consumes (declared at start-up).
@@ -83,54 +61,22 @@ def database_context(
     *,
     pruning: Sequence[str] = (),
 ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The pool (migrated), its readiness check, and retention (``pruning``: the service's own
-    DELETE statements, see :func:`shared.db.prune`)."""
+    """The database (migrated), its readiness check, and retention (``pruning``: the service's
+    own DELETE statements, see :mod:`shared.retention`), for the services not yet built on
+    ``shared.runner``."""
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        schema = settings.db_schema
-
-        async def connect() -> Pool:
-            return await create_pool(
-                settings.DATABASE_URL,
-                schema,
-                max_size=settings.DB_POOL_SIZE,
-                timeout=min(5.0, startup_timeout),
-            )
-
-        pool = await _retry_until(connect, startup_timeout, (DatabaseUnavailable,))
-        applied = await migrate(pool, schema, load_migrations(package))
-        if applied:
-            log.info("migrations applied", extra=fields(schema=schema, versions=applied))
-        app[POOL_KEY] = pool
-
-        async def ready() -> bool:
-            return await db_ping(pool)
-
-        app[CHECKS_KEY]["postgresql"] = ready
-        retention = asyncio.create_task(_prune_forever(pool, settings, pruning))
+        database = Database.for_service(settings, package, startup_timeout=startup_timeout)
+        await database.start()
+        app[DATABASE_KEY] = database
+        app[POOL_KEY] = database.pool
+        app[CHECKS_KEY]["postgresql"] = database.ready
+        retention = RunningLoop(retention_loop(database, settings, pruning))
         yield
-        retention.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retention
-        await pool.close()
+        await retention.stop(grace=0)
+        await database.close()
 
     return context
-
-
-async def _prune_forever(pool: Pool, settings: DatabaseSettings, extra: Sequence[str]) -> None:
-    """Retention, once at start and then every RETENTION_INTERVAL_SECONDS (replicas may overlap:
-    a DELETE of what is already gone deletes nothing)."""
-    while True:
-        try:
-            deleted = await prune(pool, settings.RETENTION_DAYS, extra)
-            if deleted:
-                log.info(
-                    "old records pruned",
-                    extra=fields(rows=deleted, retention_days=settings.RETENTION_DAYS),
-                )
-        except Exception as error:  # retried at the next interval; the service goes on
-            log.warning("pruning old records failed: %s", error or type(error).__name__)
-        await asyncio.sleep(settings.RETENTION_INTERVAL_SECONDS)
 
 
 def tune_gc() -> None:

@@ -1,4 +1,5 @@
-"""Test support for handoff: inbound message builders, a fake sender and a running service."""
+"""Test support for handoff: inbound message builders, the use cases on a clock, a fake sender
+and a running service."""
 
 from __future__ import annotations
 
@@ -10,16 +11,24 @@ from typing import Any
 
 from aiohttp import web
 
-from handoff.app import create_app, feed_queue_name, queue_spec
+from handoff import usecases
+from handoff.app import create_app
+from handoff.config import HandoffConfig
+from handoff.feed import feed_queue_name
+from handoff.handlers import TABLE, Clock
+from handoff.outcome import Outcome
+from handoff.repository import Repository
 from handoff.settings import Settings
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.events import (
     Event,
+    HandoffRequestCommand,
     Identity,
     InboundMessage,
     Location,
     Media,
     MessageContext,
+    MessageFailed,
     MessageSent,
     Reaction,
     Reply,
@@ -28,6 +37,7 @@ from shared.events import (
     stable_id,
 )
 from shared.phone import digits
+from shared.timers import Timer
 from tests.helpers import wait_for
 
 PHONE_NUMBER_ID = "100000000000001"
@@ -71,6 +81,33 @@ def inbound(
         location=location,
         reaction=reaction,
     )
+
+
+class Core:
+    """Handoff's entry points with one configuration and clock, as its handlers call them."""
+
+    def __init__(self, config: HandoffConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+
+    async def on_inbound(
+        self, repo: Repository, msg: InboundMessage, *, wait_for_quotes: bool = False
+    ) -> Outcome:
+        return await usecases.on_inbound(
+            self.config, repo, msg, now=self.clock(), wait_for_quotes=wait_for_quotes
+        )
+
+    async def on_request(self, repo: Repository, command: HandoffRequestCommand) -> Outcome:
+        return await usecases.on_request(self.config, repo, command, now=self.clock())
+
+    async def on_failed(self, repo: Repository, failed: MessageFailed) -> Outcome:
+        return await usecases.on_failed(self.config, repo, failed, now=self.clock())
+
+    async def on_timer(self, repo: Repository, timer: Timer) -> Outcome:
+        return await usecases.on_timer(self.config, repo, timer, now=self.clock())
+
+    async def on_sent(self, repo: Repository, sent: MessageSent) -> bool:
+        return await usecases.on_sent(repo, sent)
 
 
 def wamid_of(command: SendMessage) -> str:
@@ -181,7 +218,7 @@ async def drop_handoff_queue(bus: Bus) -> None:
     finally:
         if not channel.is_closed:
             await channel.close()
-    await bus.delete_topology([queue_spec()])
+    await bus.delete_topology([TABLE.spec()])
 
 
 async def wait_mapped(database_url: str, schema: str, command: SendMessage) -> None:

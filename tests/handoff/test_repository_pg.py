@@ -7,27 +7,50 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from handoff.repository import Case, ConcurrentUpdate, Conversation, Outgoing, PgRepository
-from handoff.service import Handoff, HandoffConfig
-from handoff.timers import fire_due
+from handoff.config import HandoffConfig
+from handoff.handlers import TABLE, Deps, fire_due_timers
+from handoff.metrics import HandoffMetrics
+from handoff.repository import Case, ConcurrentUpdate, Conversation, PgRepository, SendRecord
+from shared import timers
 from shared.bus import Bus
-from shared.db import Pool, create_pool, load_migrations, migrate
+from shared.db import Pool, load_migrations
 from shared.events import MessageSent
+from shared.outbox import Outbox
 from shared.profiles import Profiles
-from tests.handoff.support import AGENT, CUSTOMER, drop_handoff_queue
+from shared.resources import Database
+from tests.handoff.support import AGENT, CUSTOMER, Core, drop_handoff_queue
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
+CONFIG = HandoffConfig(Profiles(), [AGENT], 600, 3600)
+
+
 @pytest.fixture
-async def pool(database_url: str, db_schema: str) -> AsyncIterator[Pool]:
-    pool = await create_pool(database_url, db_schema, max_size=12)
-    await migrate(pool, db_schema, load_migrations("handoff"))
-    yield pool
-    await pool.close()
+async def database(database_url: str, db_schema: str) -> AsyncIterator[Database]:
+    database = Database(database_url, db_schema, load_migrations("handoff"), pool_size=12)
+    await database.start()
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def pool(database: Database) -> Pool:
+    return database.pool
+
+
+def deps_on(database: Database, bus: Bus) -> Deps:
+    """A replica's handlers on ``database`` (its own pool)."""
+    return Deps(
+        config=CONFIG,
+        outbox=Outbox(database, bus, conflicts=(ConcurrentUpdate,)),
+        metrics=HandoffMetrics(CollectorRegistry()),
+        clock=lambda: NOW,
+    )
 
 
 async def seed_case(pool: Pool, code: str, customer: str = CUSTOMER) -> None:
@@ -74,10 +97,11 @@ async def test_stale_version_is_a_conflict(pool: Pool) -> None:
 
 
 async def test_due_timers_fire_once_across_concurrent_pollers(
-    pool: Pool, database_url: str, db_schema: str, bus: Bus
+    database: Database, pool: Pool, database_url: str, db_schema: str, bus: Bus
 ) -> None:
-    from handoff.app import queue_spec
     from shared.bus import QueueSpec
+
+    queue_spec = TABLE.spec
 
     # Something must be bound to whatsapp.send.requested for the publishes to be routable.
     await bus.declare_service_queue(QueueSpec("sink", ["#"], retry_tiers_ms=(100,)))
@@ -86,12 +110,11 @@ async def test_due_timers_fire_once_across_concurrent_pollers(
         await seed_case(pool, code, customer=f"+54911555500{index:02d}")
         async with pool.acquire() as conn:
             await PgRepository(conn).schedule(code, "queue", NOW - timedelta(seconds=1))
-    other = await create_pool(database_url, db_schema, max_size=4)
-    core = Handoff(Profiles(), HandoffConfig([AGENT], 600, 3600), clock=lambda: NOW)
+    other = Database(database_url, db_schema, load_migrations("handoff"), pool_size=4)
+    await other.start()
+    replicas = [deps_on(database, bus), deps_on(other, bus)]
     try:
-        fired = await asyncio.gather(
-            *(fire_due(p, bus, core, None) for p in (pool, other, pool, other))
-        )
+        fired = await asyncio.gather(*(fire_due_timers(d) for d in replicas + replicas))
     finally:
         await other.close()
     assert sum(fired) == len(codes)
@@ -121,13 +144,35 @@ async def test_the_fallback_templates_wamid_wins_whatever_the_order(
     fallback = first.model_copy(
         update={"event_id": "other", "wamid": "wamid.template", "used_fallback_template": True}
     )
-    core = Handoff(Profiles(), HandoffConfig([AGENT], 600, 3600), clock=lambda: NOW)
+    core = Core(CONFIG, clock=lambda: NOW)
     async with pool.acquire() as conn:
         repo = PgRepository(conn)
-        await repo.add_outgoing(Outgoing("cmd-1", "W1", CUSTOMER, "customer", None))
+        await repo.add_outgoing(SendRecord("cmd-1", "W1", CUSTOMER, "customer", None))
         for sent in [fallback, first] if fallback_first else [first, fallback]:
             await core.on_sent(repo, sent)
         await core.on_sent(repo, first)  # a replay of the first changes nothing
         assert await repo.outgoing_by_wamid("wamid.first") is None
         found = await repo.outgoing_by_wamid("wamid.template")
         assert found is not None and found.command_id == "cmd-1"
+
+
+async def test_timers_of_a_schema_from_before_the_shared_timers_keep_their_cases(
+    database_url: str, db_schema: str
+) -> None:
+    """A deployment that ran 0001 alone: 0002 gives its timers the shared shape, rows kept."""
+    first, *later = load_migrations("handoff")
+    early = Database(database_url, db_schema, [first])
+    await early.start()
+    try:
+        await early.pool.execute(
+            "INSERT INTO timers (case_code, kind, due_at) VALUES ('K1', 'queue', $1)", NOW
+        )
+    finally:
+        await early.close()
+    upgraded = Database(database_url, db_schema, [first, *later])
+    await upgraded.start()
+    try:
+        [timer] = await timers.due(upgraded.pool, NOW)
+        assert (timer.subject, timer.kind, timer.due_at) == ("K1", "queue", NOW)
+    finally:
+        await upgraded.close()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from handoff.config import HandoffOptions
+from handoff.options import HandoffOptions
 from handoff.router import (
     Addressed,
     Command,
@@ -23,10 +23,10 @@ from handoff.router import (
     parse_agent_input,
     wants_end,
     wants_human,
-    window_open,
 )
 from shared.events import ButtonsContent, ListContent
 from shared.profiles import CompanyProfile, Menu, MenuOption
+from shared.window import window_open
 
 PHRASES = CompanyProfile().handoff_phrases
 TZ = "America/Argentina/Buenos_Aires"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from handoff.repository import FakeRepository, Timer
-from handoff.service import Handoff, HandoffConfig, Outcome
+from handoff.config import HandoffConfig
+from handoff.outcome import Outcome
 from sender.validation import Prepared, prepare
 from shared.events import (
     BotMessage,
@@ -32,7 +32,9 @@ from shared.events import (
     TextContent,
 )
 from shared.profiles import CompanyProfile, Profiles
-from tests.handoff.support import AGENT, AGENT2, CUSTOMER, body, inbound, wamid_of
+from shared.timers import Timer
+from tests.fakes.handoff import FakeRepository
+from tests.handoff.support import AGENT, AGENT2, CUSTOMER, Core, body, inbound, wamid_of
 
 MONDAY_NOON = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -61,7 +63,7 @@ class World:
         self.clock = Clock()
         self.repo = FakeRepository()
         profiles = Profiles(profiles=[profile or CompanyProfile()])
-        self.core = Handoff(profiles, HandoffConfig(list(agents), 600, 3600, bot_mode), self.clock)
+        self.core = Core(HandoffConfig(profiles, list(agents), 600, 3600, bot_mode), self.clock)
         self.events: list[Event] = []
 
     async def _record(self, outcome: Outcome) -> list[Event]:
@@ -77,8 +79,8 @@ class World:
         return await self._record(await self.core.on_inbound(self.repo, msg))
 
     async def fire(self, code: str, kind: str) -> list[Event]:
-        timer = Timer(1, code, kind, self.clock.now)  # type: ignore[arg-type]
-        return await self._record(await self.core.on_timer(self.repo, timer, f"t-{code}-{kind}"))
+        timer = Timer(1, code, kind, self.clock.now)
+        return await self._record(await self.core.on_timer(self.repo, timer))
 
     def sends(self, to: str, events: Sequence[Event] | None = None) -> list[SendMessage]:
         found = events if events is not None else self.events
@@ -369,7 +371,7 @@ async def test_agent_cannot_close_someone_elses_case(text: str) -> None:
 
 
 async def test_a_quote_not_mapped_yet_asks_for_a_retry_then_gives_up_politely() -> None:
-    from handoff.service import QuoteNotKnownYet
+    from handoff.agents import QuoteNotKnownYet
 
     world = World()
     await world.open_agent_window()
@@ -397,6 +399,7 @@ async def test_agent_window_closed_per_meta_holds_the_relay_and_alerts() -> None
         command_id=relay.event_id,
         to=AGENT,
         reason="131047: re-engagement message",
+        reason_code="window_closed",
         error=MetaError(code=131047),
     )
     outcome = await world.core.on_failed(world.repo, failed)

@@ -432,3 +432,32 @@ async def test_claims_wait_to_share_a_statement_only_when_sends_are_queued() -> 
     await send
     assert len(w.of(MessageSent)) == 2
     await pacer.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (131047, "window_closed"),  # no fallback template
+        (131026, "rejected"),  # undeliverable: permanent
+        (None, "not_sent"),  # the sender refused the command itself
+    ],
+)
+async def test_a_failure_says_what_it_means_without_metas_code(
+    answer: int | None, expected: str
+) -> None:
+    w = World()
+    if answer is not None:
+        w.graph.then(meta_error(answer))
+        await handle_send(w.deps, text())
+    else:
+        await handle_send(w.deps, text("x" * 5000))
+    [failed] = w.of(MessageFailed)
+    assert failed.reason_code == expected
+
+
+async def test_a_window_closed_after_acceptance_says_so_too() -> None:
+    w = World()
+    await handle_send(w.deps, text())
+    await handle_status(w.deps, status(w.of(MessageSent)[0].wamid, "failed", 131047))
+    [failed] = w.of(MessageFailed)
+    assert failed.reason_code == "window_closed"

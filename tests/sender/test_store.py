@@ -10,23 +10,29 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from sender.batching import HeldConnections
-from sender.relay import OutboxRelay
 from sender.store import PRUNING, NewMessage, PostgresStore
+from shared.batching import HeldConnections
 from shared.bus import Bus, Delivery, QueueSpec
-from shared.db import Pool, create_pool, load_migrations, migrate, prune
+from shared.db import Pool, load_migrations, prune
 from shared.events import Event, MessageSent, parse_event, stable_id
+from shared.outbox import Outbox
+from shared.resources import Database
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pool(database_url: str, db_schema: str) -> AsyncIterator[Pool]:
-    pool = await create_pool(database_url, db_schema, max_size=4)
-    await migrate(pool, db_schema, load_migrations("sender"))
-    yield pool
-    await asyncio.wait_for(pool.close(), 10)  # hangs if a held connection was not given back
+async def database(database_url: str, db_schema: str) -> AsyncIterator[Database]:
+    database = Database(database_url, db_schema, load_migrations("sender"), pool_size=4)
+    await database.start()
+    yield database
+    await asyncio.wait_for(database.close(), 10)  # hangs if a held connection was not given back
+
+
+@pytest.fixture
+def pool(database: Database) -> Pool:
+    return database.pool
 
 
 @pytest.fixture
@@ -103,7 +109,7 @@ async def test_held_connections_are_reused_and_given_back(pool: Pool) -> None:
 
 
 async def test_relay_publishes_rows_written_together_in_one_transaction(
-    pool: Pool, bus: Bus
+    database: Database, pool: Pool, bus: Bus
 ) -> None:
     received: list[Event] = []
 
@@ -113,8 +119,8 @@ async def test_relay_publishes_rows_written_together_in_one_transaction(
     await bus.consume(QueueSpec("observer", [MessageSent.TYPE], retry_tiers_ms=(100,)), collect)
     # A long gathering time, so that the test does not depend on how fast the inserts go, and
     # no polling pass while it runs.
-    relay = OutboxRelay(pool, bus, gather_seconds=0.5, idle_seconds=60)
-    relay.start()
+    relay = Outbox(database, bus, gather_seconds=0.5, idle_seconds=60)
+    await relay.start()
     try:
         await relay.publish(sent(99))  # the workers are past their start-up pass once it is out
         await wait_for(lambda: len(received) == 1, timeout=10, message="the first event")
@@ -127,7 +133,7 @@ async def test_relay_publishes_rows_written_together_in_one_transaction(
         left = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         assert left == 0
     finally:
-        await relay.stop()
+        await relay.close()
 
 
 async def test_retention_deletes_only_settled_old_log_rows(pool: Pool) -> None:

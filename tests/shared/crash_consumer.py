@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.bus import Bus, Delivery, QueueSpec
-from shared.db import Connection, Migration, create_pool, migrate
+from shared.db import Connection, Migration
 from shared.events import EmailDelivered, ErrorReported, Event, stable_id
-from shared.outbox import handle_once
+from shared.outbox import Outbox
+from shared.resources import Database
 
 SPEC = QueueSpec(service="crash", routing_keys=["error.reported"], retry_tiers_ms=(100,))
 MIGRATIONS = [
@@ -34,8 +35,10 @@ async def stop_here(point: str) -> None:
 async def main(rabbitmq_url: str, prefix: str, database_url: str, schema: str, point: str) -> None:
     bus = Bus(rabbitmq_url, prefix)
     await bus.connect()
-    pool = await create_pool(database_url, schema)
-    await migrate(pool, schema, MIGRATIONS)
+    database = Database(database_url, schema, MIGRATIONS)
+    await database.start()
+    outbox = Outbox(database, bus)
+    await outbox.start()
 
     if point == "before_publish":
         original = bus.publish_raw
@@ -60,7 +63,7 @@ async def main(rabbitmq_url: str, prefix: str, database_url: str, schema: str, p
                 )
             ]
 
-        await handle_once(pool, bus, event.event_id, work)
+        await outbox.handle_once(event.event_id, work)
         if point == "before_ack":
             await stop_here(point)
         print(f"HANDLED {event.event_id}", flush=True)

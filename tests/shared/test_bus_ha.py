@@ -101,12 +101,12 @@ async def _count_is(bus: Bus, name: str, expected: int) -> bool:
 async def test_the_handoff_feed_is_a_quorum_queue_and_an_old_classic_one_is_kept(
     bus: Bus, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from handoff.app import FEED_ARGUMENTS, declare_feed, feed_queue_name
+    from handoff.feed import FEED_ARGUMENTS, FeedQueue, feed_queue_name
 
     name = feed_queue_name(bus)
     channel = await bus.connection.channel()
     try:
-        await declare_feed(bus)
+        await FeedQueue(bus).start()
         with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed, match="x-queue-type"):
             await channel.declare_queue(name, durable=True, arguments=FEED_ARGUMENTS)
         channel = await bus.connection.channel()
@@ -114,7 +114,7 @@ async def test_the_handoff_feed_is_a_quorum_queue_and_an_old_classic_one_is_kept
 
         # What an earlier version declared: handoff still starts, with the feed it finds.
         await channel.declare_queue(name, durable=True, arguments=FEED_ARGUMENTS)
-        await declare_feed(bus)
+        await FeedQueue(bus).start()
         assert "classic queue from an earlier version" in caplog.text
         await bus.publish_raw(
             routing_key="handoff.requested",

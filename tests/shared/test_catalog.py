@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handoff.app import queue_spec as handoff_queue
+from handoff.handlers import TABLE as HANDOFF_TABLE
 from notifier.handlers import ROUTING_KEYS as NOTIFIER_KEYS
 from sender.app import send_queue_spec, status_queue_spec
 from sender.settings import Settings as SenderSettings
 from shared.catalog import FLOWS, render
 from shared.events import ALL_EVENTS
 
+handoff_queue = HANDOFF_TABLE.spec
 DOC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml"
 
 

@@ -10,7 +10,8 @@ from shared import db
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.db import Connection, Migration, create_pool, migrate
 from shared.events import ErrorReported, Event, stable_id
-from shared.outbox import handle_once
+from shared.outbox import Outbox
+from shared.resources import Database
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -48,9 +49,12 @@ async def test_handle_once_runs_work_once_and_publishes_its_events(
         received.append(event)
 
     await bus.consume(QueueSpec(service="watch", routing_keys=["error.#"]), collect)
-    pool = await create_pool(database_url, db_schema)
+    database = Database(database_url, db_schema, MIGRATIONS)
+    await database.start()
+    outbox = Outbox(database, bus)
+    await outbox.start()
+    pool = database.pool
     try:
-        await migrate(pool, db_schema, MIGRATIONS)
         runs = 0
 
         async def work(conn: Connection) -> list[Event]:
@@ -66,32 +70,35 @@ async def test_handle_once_runs_work_once_and_publishes_its_events(
                 )
             ]
 
-        assert await handle_once(pool, bus, "source-1", work) is True
-        assert await handle_once(pool, bus, "source-1", work) is False
+        assert await outbox.handle_once("source-1", work) is True
+        assert await outbox.handle_once("source-1", work) is False
         assert runs == 1
         await wait_for(lambda: received, message="outbox event")
         assert [e.event_id for e in received] == [stable_id("source-1", "report")]
         pending = await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         assert pending == 0
     finally:
-        await pool.close()
+        await outbox.close()
+        await database.close()
 
 
 async def test_a_failed_work_leaves_no_trace(database_url: str, db_schema: str, bus: Bus) -> None:
-    pool = await create_pool(database_url, db_schema)
+    database = Database(database_url, db_schema, MIGRATIONS)
+    await database.start()
+    outbox = Outbox(database, bus)
+    pool = database.pool
     try:
-        await migrate(pool, db_schema, MIGRATIONS)
 
         async def work(conn: Connection) -> list[Event]:
             await conn.execute("INSERT INTO things (id, n) VALUES ('b', 1)")
             raise RuntimeError("handler bug")
 
         with pytest.raises(RuntimeError):
-            await handle_once(pool, bus, "source-2", work)
+            await outbox.handle_once("source-2", work)
         assert await pool.fetchval("SELECT count(*) FROM things") == 0
         assert await pool.fetchval("SELECT count(*) FROM inbox") == 0
     finally:
-        await pool.close()
+        await database.close()
 
 
 async def test_unreachable_database_is_named(unique: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sender.batching import Batcher
+from shared.batching import Batcher
 
 
 class Recorder:

@@ -1,0 +1,120 @@
+"""Customers and the bot: a customer's message goes to the bot, to the agent of their case, or
+ends the case; a request for a human (the menu's button, a phrase, or an integration's
+``handoff.request``) opens one."""
+
+from __future__ import annotations
+
+import logging
+
+from handoff.cases import close_case, open_case
+from handoff.content import describe, sent_at
+from handoff.delivery import send_menu, to_customer
+from handoff.options import options_for
+from handoff.outcome import Turn
+from handoff.relays import relay_to_agent
+from handoff.repository import Conversation, Line
+from handoff.router import menu_choice, wants_end, wants_human
+from handoff.texts import say
+from shared.events import BotMessage, HandoffRequestCommand, InboundMessage
+from shared.phone import maybe_e164
+from shared.profiles import CompanyProfile
+
+log = logging.getLogger("mensajero.handoff")
+
+
+async def on_customer_message(turn: Turn, profile: CompanyProfile, msg: InboundMessage) -> None:
+    conv = await _conversation_of(turn, profile, msg)
+    repo = turn.repo
+    case = await repo.get_case(conv.case_code) if conv.case_code else None
+    if conv.state != "bot" and (case is None or case.state == "closed"):
+        log.warning("conversation pointed at no open case; back to the bot: %s", conv.customer)
+        conv.state, conv.case_code, case = "bot", None, None
+    if case is None:
+        await _to_the_bot(turn, profile, conv, msg)
+    elif wants_end(msg.text, options_for(profile).end_phrases):
+        await close_case(turn, case, conv, "customer")
+    elif case.state == "queued":
+        if _asks_for_human(profile, msg):
+            text = say(profile, "handoff.customer.already_queued")
+            to_customer(turn.out, conv, text, "already-queued")
+    else:
+        await relay_to_agent(turn, case, conv, msg)
+    await repo.save_conversation(conv)
+
+
+async def _conversation_of(
+    turn: Turn, profile: CompanyProfile, msg: InboundMessage
+) -> Conversation:
+    """The customer's conversation (new on their first message), updated with who they are and
+    that they wrote now: what waited for their window goes first, and the transcript grows."""
+    repo = turn.repo
+    who = msg.sender
+    phone = maybe_e164(who.phone)
+    key = phone or who.key
+    at = sent_at(msg)
+    conv = await repo.get_conversation(key)
+    if conv is None:
+        conv = await repo.add_conversation(
+            Conversation(key, phone, who.user_id, who.name, msg.phone_number_id, profile.id)
+        )
+    conv.phone = phone or conv.phone
+    conv.user_id = who.user_id or conv.user_id
+    conv.name = who.name or conv.name
+    conv.phone_number_id = msg.phone_number_id
+    if conv.last_inbound_at is None or at > conv.last_inbound_at:
+        conv.last_inbound_at = at
+    turn.out.events.extend(await repo.take_held(key))
+    await repo.add_line(key, Line(at, "customer", describe(msg), conv.case_code))
+    return conv
+
+
+def _asks_for_human(profile: CompanyProfile, msg: InboundMessage) -> bool:
+    choice = menu_choice(profile, msg.reply.id if msg.reply else None)
+    if choice is not None:
+        return choice.action == "handoff"
+    return wants_human(msg.text, profile.handoff_phrases)
+
+
+async def _to_the_bot(
+    turn: Turn, profile: CompanyProfile, conv: Conversation, msg: InboundMessage
+) -> None:
+    """No case: a request for a human opens one; else the bot answers (the profile's menu, or
+    the external bot through ``bot.message``)."""
+    out = turn.out
+    choice = menu_choice(profile, msg.reply.id if msg.reply else None)
+    if choice is not None and choice.action == "handoff":
+        await open_case(turn, profile, conv, "button")
+    elif choice is None and wants_human(msg.text, profile.handoff_phrases):
+        await open_case(turn, profile, conv, "phrase")
+    elif turn.config.bot_mode == "external":
+        out.publish(
+            BotMessage(
+                event_id=out.next_id("bot"),
+                message=msg,
+                profile_id=profile.id,
+                correlation_id=out.source_id,
+            )
+        )
+    elif choice is not None:
+        to_customer(out, conv, choice.reply or profile.menu.body, "menu-reply")
+    elif msg.reaction is None:
+        send_menu(out, profile, conv)
+
+
+async def on_request(turn: Turn, command: HandoffRequestCommand) -> None:
+    """An integration asks for a human on a customer's behalf."""
+    repo = turn.repo
+    profile = turn.config.profiles.for_number(command.phone_number_id)
+    phone = maybe_e164(command.customer_phone)
+    if phone is None:
+        log.warning("handoff.request with an unreadable phone ignored")
+        return
+    conv = await repo.get_conversation(phone)
+    if conv is None:
+        number = command.phone_number_id or (profile.phone_number_ids or [""])[0]
+        conv = await repo.add_conversation(
+            Conversation(phone, phone, None, None, number, profile.id)
+        )
+    if conv.state == "bot":
+        await open_case(turn, profile, conv, "command")
+        await repo.save_conversation(conv)

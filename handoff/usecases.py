@@ -1,0 +1,70 @@
+"""Handoff's entry points: one per thing that happens to it, each returning what to publish.
+
+Each builds the :class:`~handoff.outcome.Outcome` of one event over the repository port, so the
+bus handlers run them in the event's transaction (``handoff.handlers``) and the unit tests on
+the in-memory repository. The use cases themselves live by actor and lifecycle:
+``customers`` (customers and the bot), ``agents`` (agents' messages and commands), ``cases``
+(open, claim, close), ``relays`` (both ways), ``timers``, and ``delivery`` (the shared "send now
+or hold until the window opens" step, and what the sender reports back).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from handoff import agents, customers, delivery, timers
+from handoff.config import HandoffConfig
+from handoff.outcome import Outcome, Turn
+from handoff.repository import Repository
+from shared.events import HandoffRequestCommand, InboundMessage, MessageFailed, MessageSent
+from shared.phone import maybe_e164
+from shared.timers import Timer
+
+
+async def on_inbound(
+    config: HandoffConfig,
+    repo: Repository,
+    msg: InboundMessage,
+    *,
+    now: datetime,
+    wait_for_quotes: bool = False,
+) -> Outcome:
+    """``wait_for_quotes``: raise :class:`agents.QuoteNotKnownYet` rather than guess the case
+    of an agent's quote the sender has not reported yet."""
+    out = Outcome(msg.event_id, now, wait_for_quotes=wait_for_quotes)
+    turn = Turn(config, repo, out)
+    sender = maybe_e164(msg.sender.phone)
+    if sender is not None and config.is_agent(sender):
+        await agents.on_agent_message(turn, sender, msg)
+    else:
+        profile = config.profiles.for_number(msg.phone_number_id)
+        await customers.on_customer_message(turn, profile, msg)
+    return out
+
+
+async def on_request(
+    config: HandoffConfig, repo: Repository, command: HandoffRequestCommand, *, now: datetime
+) -> Outcome:
+    out = Outcome(command.event_id, now)
+    await customers.on_request(Turn(config, repo, out), command)
+    return out
+
+
+async def on_failed(
+    config: HandoffConfig, repo: Repository, failed: MessageFailed, *, now: datetime
+) -> Outcome:
+    out = Outcome(failed.event_id, now)
+    await delivery.on_failed(Turn(config, repo, out), failed)
+    return out
+
+
+async def on_timer(
+    config: HandoffConfig, repo: Repository, timer: Timer, *, now: datetime
+) -> Outcome:
+    out = Outcome(timer.source_id, now)
+    await timers.on_timer(Turn(config, repo, out), timer)
+    return out
+
+
+async def on_sent(repo: Repository, sent: MessageSent) -> bool:
+    return await delivery.on_sent(repo, sent)
