@@ -277,7 +277,13 @@ class SendMessage(Event):
     TYPE: ClassVar[str] = "whatsapp.send.requested"
     type: Literal["whatsapp.send.requested"] = "whatsapp.send.requested"
 
-    to: str  # E.164, bare digits, or Twilio's "whatsapp:+549..."
+    # E.164, bare digits, Twilio's "whatsapp:+549...", or the customer's business-scoped user
+    # id (BSUID, "AR.1349..."; or a parent BSUID, "AR.ENT.1181..."), for a customer who hides
+    # their phone: the sender then puts it in Meta's ``recipient`` instead of ``to``.
+    to: str
+    # The same customer's phone, when known and ``to`` is a BSUID: used when Meta refuses the
+    # BSUID for this kind of message (131062, e.g. authentication templates).
+    to_phone: str | None = None
     content: OutboundContent
     phone_number_id: str | None = None  # None: the sender's default number
     reply_to: str | None = None  # wamid to quote (Meta's ``context.message_id``)
