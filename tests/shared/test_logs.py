@@ -115,6 +115,7 @@ def test_a_line_whose_argument_changes_after_the_call_is_written_as_it_was(
     logger = logging.getLogger("test.logs.oneshot")
     logger.propagate = False
     logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     shown = ["before"]
     callback = _OneShot()
 
@@ -167,11 +168,13 @@ async def test_a_malformed_request_is_one_warning_without_traceback(caplog) -> N
             await writer.drain()
             answer = await asyncio.wait_for(reader.read(), 5)
             writer.close()
-            assert answer.startswith(b"HTTP/1.1 400"), answer
+            assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer
     records = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert len(records) == len(garbage), [r.getMessage() for r in records]
+    # aiohttp itself logs TLS (or other non-HTTP bytes) opening a connection at DEBUG, as noise
+    # of the open internet; kept so, as one line too.
+    assert [r.levelno for r in records] == [logging.DEBUG] + [logging.WARNING] * 3
     for record in records:
-        assert record.levelno == logging.WARNING
         assert record.exc_info is None and not record.exc_text
         assert record.getMessage().startswith("malformed HTTP request from 127.0.0.1: ")
         assert "\n" not in record.getMessage()
