@@ -102,9 +102,10 @@ def _slim(event: Event, reason: str) -> Event:
     }
     if "raw" in type(event).model_fields:
         raw = getattr(event, "raw", {})
+        kind = raw.get("type")
         update["raw"] = {
             "id": raw.get("id"),
-            "type": raw.get("type"),
+            "type": kind if type(kind) is str else None,  # it may be what nests too deep
             "truncated": f"not serialisable: {reason[:200]}",
         }
     if isinstance(event, InboundMessage) and event.context is not None:

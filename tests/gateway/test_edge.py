@@ -124,6 +124,20 @@ async def test_deep_flow_answer_reads_as_absent(
     )
 
 
+async def test_a_type_nested_too_deep_is_not_kept_in_the_slimmed_event(
+    gateway: str, http: aiohttp.ClientSession, collector: Collector
+) -> None:
+    """Found by the fuzzer: the event went out without Meta's objects but with the raw "type",
+    itself nested 250 deep, which no consumer could parse."""
+    deep_type = message("wamid.deep_type", "text", {"body": "x"}, type=[[[["text"]]]])
+    body = json.dumps(webhook(value(contacts=[contact()], messages=[deep_type])))
+    body = body.replace('[[[["text"]]]]', "[" * 250 + '"text"' + "]" * 250)
+    assert await post(http, gateway, body=body.encode()) == (200, "ok")
+    [event] = await collector.wait(1)
+    assert isinstance(event, InboundMessage)
+    assert (event.message_type, event.raw["type"]) == ("unsupported", None)
+
+
 @pytest.mark.parametrize("code", ["²", "٣", "1" * 5000, "99999999999", 2**64 - 1, -(2**40)])
 async def test_error_codes_no_column_can_hold_read_as_zero(
     gateway: str, http: aiohttp.ClientSession, collector: Collector, code: Any
