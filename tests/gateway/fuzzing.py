@@ -33,6 +33,7 @@ from tests.gateway.payloads import (
     catalog,
     contact,
     message,
+    paths,
     sign,
     status,
     value,
@@ -131,21 +132,10 @@ nasty_values = st.recursive(
 )
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path] if path else []
-    if isinstance(node, dict):
-        for key, child in node.items():
-            found += _paths(child, (*path, key))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            found += _paths(child, (*path, index))
-    return found
-
-
-def _mutated(base: Any, paths: list[tuple[Any, ...]], changes: list[tuple[int, Any]]) -> Any:
+def _mutated(base: Any, places: list[tuple[Any, ...]], changes: list[tuple[int, Any]]) -> Any:
     payload = copy.deepcopy(base)
     for index, replacement in changes:
-        path = paths[index % len(paths)]
+        path = places[index % len(places)]
         node = payload
         try:
             for step in path[:-1]:
@@ -192,7 +182,7 @@ def _whatsapp_base() -> dict[str, Any]:
 
 
 WHATSAPP_BASE = _whatsapp_base()
-WHATSAPP_PATHS = _paths(WHATSAPP_BASE)
+WHATSAPP_PATHS = paths(WHATSAPP_BASE)
 
 whatsapp_payloads = st.builds(
     lambda changes: _mutated(WHATSAPP_BASE, WHATSAPP_PATHS, changes),
@@ -227,7 +217,7 @@ SES_EVENTS: list[dict[str, Any]] = [
         "mail": {"messageId": "0100018f-ses-3"},
     },
 ]
-SES_PATHS = [_paths(event) for event in SES_EVENTS]
+SES_PATHS = [paths(event) for event in SES_EVENTS]
 
 ses_events = st.integers(0, len(SES_EVENTS) - 1).flatmap(
     lambda n: st.builds(

@@ -11,23 +11,18 @@ through the real consumers.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aio_pika
 import aiohttp
 import orjson
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.bounds import MAX_ID_BYTES
-from shared.bus import Bus
 from shared.events import Event, parse_event
-from tests.gateway.conftest import post
+from tests.gateway.conftest import Collector, post
 from tests.gateway.fuzzing import FUZZ_SETTINGS, Request, ses_requests, whatsapp_requests
 from tests.gateway.payloads import SECRET, contact, message, value, webhook
 from tests.helpers import wait_for
@@ -37,51 +32,37 @@ pytestmark = pytest.mark.integration
 
 
 class Published:
-    """Every message published on the prefix's exchange, as it travelled (type and body)."""
+    """What the gateway published, request by request (read from the conftest's collector)."""
 
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes, str | None]] = []
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
         self.seen = 0
 
     def __repr__(self) -> str:  # hypothesis prints the fixtures of a failing example
-        return f"Published({len(self.messages)} messages)"
-
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
-        self.messages.append((message.type or "", message.body, message.correlation_id))
-        await message.ack()
+        return f"Published({len(self.collector.messages)} messages)"
 
     async def since_last(self, http: aiohttp.ClientSession, url: str) -> list[tuple[str, bytes]]:
         """What was published since the last call: everything before a signed marker."""
         marker = f"wamid.marker.{uuid.uuid4().hex}"
         payload = webhook(value(contacts=[contact()], messages=[message(marker, "text", {})]))
         assert (await post(http, url, payload))[0] == 200
+        messages = self.collector.messages
 
         def arrived() -> int | None:
-            for index in range(self.seen, len(self.messages)):
-                if marker.encode() in self.messages[index][1]:
+            for index in range(self.seen, len(messages)):
+                if marker.encode() in messages[index].body:
                     return index + 1
             return None
 
         end = await wait_for(arrived, message="the marker webhook's event")
-        new = [(kind, body) for kind, body, _ in self.messages[self.seen : end - 1]]
+        new = [(m.type or "", m.body) for m in messages[self.seen : end - 1]]
         self.seen = end
         return new
 
 
 @pytest.fixture
-async def published(bus: Bus) -> AsyncIterator[Published]:
-    channel = await bus.connection.channel()
-    exchange = await channel.declare_exchange(
-        bus.names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key="#")
-    found = Published()
-    tag = await queue.consume(found.on_message)
-    yield found
-    with contextlib.suppress(Exception):
-        await queue.cancel(tag)
-    await channel.close()
+def published(collector: Collector) -> Published:
+    return Published(collector)
 
 
 async def send(http: aiohttp.ClientSession, url: str, request: Request) -> int:
