@@ -184,8 +184,20 @@ def _whatsapp_base() -> dict[str, Any]:
 WHATSAPP_BASE = _whatsapp_base()
 WHATSAPP_PATHS = paths(WHATSAPP_BASE)
 
+BASE_CUSTOMER = "5491135722871"
+
+
+def _from_customer(number: int) -> Any:
+    """The base payload as another customer's messages, with wamids of their own: consumers
+    deduplicate on the wamid, and one customer answered hundreds of times would wait on Meta's
+    per-recipient limit."""
+    text = json.dumps(WHATSAPP_BASE).replace(BASE_CUSTOMER, f"54911{number:08d}")
+    return json.loads(text.replace('"wamid.', f'"wamid.{number}.'))
+
+
 whatsapp_payloads = st.builds(
-    lambda changes: _mutated(WHATSAPP_BASE, WHATSAPP_PATHS, changes),
+    lambda number, changes: _mutated(_from_customer(number), WHATSAPP_PATHS, changes),
+    st.integers(0, 10**8 - 1),
     st.lists(st.tuples(st.integers(0, 10**6), nasty_values), min_size=1, max_size=6),
 )
 

@@ -64,6 +64,9 @@ async def poison_system(
             "ERROR_LOG_EMAIL": f"ops-{unique}@example.com",
             # A status for a wamid nobody sent is given up after this (it may race its send).
             "SENDER_STATUS_ORPHAN_SECONDS": "1",
+            # An error mail queued twice (its digest and itself) waits out the other's lease
+            # before it finds it sent: a wait, not a failure, but two minutes by default.
+            "EMAIL_CLAIM_LEASE_SECONDS": "3",
         }
     )
     async with system:
@@ -135,16 +138,21 @@ async def assert_settled_without_failures(system: System, timeout: float = 60.0)
     and its consumer is in neither), no ``.dead`` queue holds anything, no handler ever failed."""
     names = await queue_names(system)
     empty_in_a_row = 0
+    pending: dict[str, int] = {}
 
     async def settled() -> bool:
-        nonlocal empty_in_a_row
+        nonlocal empty_in_a_row, pending
         found = await depths(system, names)
         dead = {name: n for name, n in found.items() if name.endswith(".dead") and n}
         assert not dead, f"dead-lettered: {dead}"
-        empty_in_a_row = empty_in_a_row + 1 if not any(found.values()) else 0
+        pending = {name: n for name, n in found.items() if n}
+        empty_in_a_row = 0 if pending else empty_in_a_row + 1
         return empty_in_a_row >= 2
 
-    await wait_for(settled, timeout=timeout, interval=0.3, message="the consumers' queues empty")
+    try:
+        await wait_for(settled, timeout=timeout, interval=0.3, message="empty queues")
+    except AssertionError:
+        raise AssertionError(f"after {timeout}s, messages still in {pending}") from None
     await asyncio.sleep(0.1)  # the log writer flushes every 50 ms
     for service in ("handoff", "notifier", "sender"):
         log = system.tail(service, 100_000)
