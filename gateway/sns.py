@@ -144,17 +144,21 @@ def url_allowed(url: str, host_pattern: str, trusted_prefixes: Sequence[str]) ->
 
 @dataclass(frozen=True)
 class _Failure:
-    """Why a certificate did not load, until when that answer stands."""
+    """Why a certificate did not load, until when that answer stands (kept as text: the
+    exception itself would keep its traceback's frames alive)."""
 
     until: float
-    error: SnsRejected | SnsUnavailable
+    reason: str
+    status: int | None  # SnsRejected's; None for SnsUnavailable
+
+    @classmethod
+    def of(cls, error: SnsRejected | SnsUnavailable, until: float) -> _Failure:
+        return cls(until, str(error), error.status if isinstance(error, SnsRejected) else None)
 
     def again(self) -> SnsRejected | SnsUnavailable:
-        """A fresh exception like the first (re-raising one instance would grow its traceback)."""
-        error = self.error
-        if isinstance(error, SnsRejected):
-            return SnsRejected(str(error), error.status)
-        return SnsUnavailable(str(error))
+        if self.status is None:
+            return SnsUnavailable(self.reason)
+        return SnsRejected(self.reason, self.status)
 
 
 def _remember(cache: dict[str, Any], key: str, value: Any, size: int) -> None:
@@ -216,7 +220,7 @@ class CertificateStore:
         try:
             key = await self._fetch_key(url)
         except (SnsRejected, SnsUnavailable) as error:
-            failure = _Failure(self.clock() + CERT_FAILURE_SECONDS, error)
+            failure = _Failure.of(error, self.clock() + CERT_FAILURE_SECONDS)
             _remember(self._failures, url, failure, FAILURE_CACHE_SIZE)
             raise
         _remember(self._keys, url, key, CACHE_SIZE)
