@@ -51,6 +51,14 @@ def _response(answer: Answer) -> web.Response:
     return web.Response(status=answer.status, text=answer.text, content_type=TEXT)
 
 
+def _refused(answer: Answer) -> web.Response:
+    """The answer to a body that was not read whole: the connection closes after it (what is
+    left of the body must not be read as the next request)."""
+    response = _response(answer)
+    response.force_close()
+    return response
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes | Answer:
     length = request.content_length
     if length is not None and length > limit:
@@ -60,7 +68,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes | Answer:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return Answer(413, f"body over {limit} bytes", "too_large")
-    except (aiohttp.ClientPayloadError, ConnectionError, asyncio.IncompleteReadError):
+    except web.RequestPayloadError as error:
+        # What aiohttp raises for a body it cannot read: a Content-Encoding that does not
+        # decode, a broken chunked encoding. The body ends here: otherwise aiohttp reads on
+        # after the answer, meets the error again and logs it with a traceback.
+        request.content.feed_eof()
+        reason = getattr(error.__cause__, "message", None) or str(error)
+        return Answer(400, f"body cannot be read: {' '.join(reason.split())[:200]}", "bad_request")
+    except (ConnectionError, asyncio.IncompleteReadError):
         return Answer(400, "body truncated", "bad_request")
     if len(body) > limit:
         return Answer(413, f"body over {limit} bytes", "too_large")
@@ -86,15 +101,15 @@ async def whatsapp_webhook(request: web.Request) -> web.Response:
     app = request.app
     body = await _read_body(request, app[SETTINGS_KEY].WEBHOOK_MAX_BYTES)
     if isinstance(body, Answer):
-        answer = body
-        log.warning("webhook body refused", extra=fields(status=answer.status, reason=answer.text))
-    else:
-        answer = await receive_whatsapp(
-            app[WHATSAPP_KEY],
-            body,
-            request.headers.get("X-Hub-Signature-256"),
-            received_at=datetime.now(UTC),
-        )
+        log.warning("webhook body refused", extra=fields(status=body.status, reason=body.text))
+        app[METRICS_KEY].request("whatsapp", body.outcome, time.monotonic() - started)
+        return _refused(body)
+    answer = await receive_whatsapp(
+        app[WHATSAPP_KEY],
+        body,
+        request.headers.get("X-Hub-Signature-256"),
+        received_at=datetime.now(UTC),
+    )
     app[METRICS_KEY].request("whatsapp", answer.outcome, time.monotonic() - started)
     return _response(answer)
 
@@ -104,10 +119,10 @@ async def ses_webhook(request: web.Request) -> web.Response:
     app = request.app
     body = await _read_body(request, SNS_MAX_BYTES)
     if isinstance(body, Answer):
-        answer = body
-        log.warning("SNS body refused", extra=fields(status=answer.status, reason=answer.text))
-    else:
-        answer = await receive_ses(app[SES_KEY], body)
+        log.warning("SNS body refused", extra=fields(status=body.status, reason=body.text))
+        app[METRICS_KEY].request("ses", body.outcome, time.monotonic() - started)
+        return _refused(body)
+    answer = await receive_ses(app[SES_KEY], body)
     app[METRICS_KEY].request("ses", answer.outcome, time.monotonic() - started)
     return _response(answer)
 

@@ -15,6 +15,7 @@ from datetime import datetime
 
 import orjson
 
+from gateway.bounds import without_nul
 from gateway.metrics import Metrics
 from gateway.parser import parse_webhook
 from gateway.publisher import Outgoing, Publisher
@@ -101,9 +102,10 @@ def _slim(event: Event, reason: str) -> Event:
     }
     if "raw" in type(event).model_fields:
         raw = getattr(event, "raw", {})
+        kind = raw.get("type")
         update["raw"] = {
             "id": raw.get("id"),
-            "type": raw.get("type"),
+            "type": kind if type(kind) is str else None,  # it may be what nests too deep
             "truncated": f"not serialisable: {reason[:200]}",
         }
     if isinstance(event, InboundMessage) and event.context is not None:
@@ -199,7 +201,9 @@ async def receive_whatsapp(
         return Answer(401, "invalid X-Hub-Signature-256", "unauthorized")
     log.info("✅ Firma de webhook válida")
     try:
-        payload = orjson.loads(body)
+        # NULs become U+FFFD before anything reads the body (gateway.bounds); the signature
+        # was checked over the bytes Meta sent.
+        payload = orjson.loads(without_nul(body))
     except orjson.JSONDecodeError as error:
         log.warning("signed webhook is not JSON", extra=fields(error=str(error)[:200]))
         return Answer(400, f"body is not JSON: {str(error)[:200]}", "bad_request")
@@ -300,11 +304,15 @@ async def receive_ses(ports: SesPorts, body: bytes) -> Answer:
         log.warning("SNS subscription ended", extra=fields(topic=message.topic_arn))
         return Answer(200, "ok", "ignored")
 
+    skipped: list[str] = []
     try:
-        events = ses_events(message)
+        events = ses_events(message, skipped)
     except SnsRejected as error:
         log.warning("SNS notification refused", extra=fields(reason=str(error)))
         return Answer(400, str(error), "rejected")
+    for reason in skipped:
+        log.warning("SES notification value skipped", extra=fields(reason=reason))
+        ports.metrics.skipped.labels("malformed").inc()
     if not events:
         log.info("SES notification ignored", extra=fields(sns_message_id=message.message_id))
         return Answer(200, "ok", "ignored")

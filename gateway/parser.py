@@ -6,17 +6,24 @@ nothing is assumed about types: a field of the wrong type reads as absent, and a
 cannot make an event at all (a message without an id) is reported in ``Parsed.skipped`` instead
 of raising. Event ids are derived with :func:`shared.events.stable_id` from what identifies the
 update, so a webhook delivered twice yields the same ids.
+
+Values are bounded by :mod:`gateway.bounds` (the edge's rules): an id longer than an id can be
+reads as absent (a message or status without a usable id is skipped), an error code outside an
+int4 reads as 0, a time outside Meta's clock reads as the arrival time. NULs are replaced
+before the body is decoded (``gateway.handlers``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from gateway.bounds import MAX_ID_BYTES, error_code, id_fits
 from shared.events import (
     Event,
     Identity,
@@ -52,6 +59,11 @@ KNOWN_TYPES = MEDIA_TYPES | {
     "unsupported",
 }
 HANDLED_FIELDS = frozenset({"messages", "message_template_status_update"})
+# Meta's clock: no WhatsApp message is older than WhatsApp (2009), none from more than a day
+# ahead of our own clock. Other times would break a consumer's date arithmetic (year 1 shown in
+# a UTC-3 zone is year 0).
+EARLIEST_SECONDS = datetime(2009, 1, 1, tzinfo=UTC).timestamp()
+CLOCK_SLACK = timedelta(days=1)
 
 Json = dict[str, Any]
 
@@ -94,16 +106,45 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _id(value: Any) -> str | None:
+    """Like :func:`_str`, but what is too long for an id reads as absent."""
+    text = _str(value)
+    return text if text is None or id_fits(text) else None
+
+
 def _float(value: Any) -> float | None:
+    """A finite number ("nan" and "inf" are strings float() reads, and no JSON can carry)."""
     kind = type(value)
     if kind is float or kind is int:
-        return float(value)
-    if kind is str:
+        number = float(value)
+    elif kind is str:
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _describe(value: Any) -> str:
+    """A value for a log line: a string shortened, anything else by its type (never repr()'d:
+    a value nested a thousand deep cannot be)."""
+    return repr(value[:60]) if type(value) is str else type(value).__name__
+
+
+def _json_text(value: Any, *, sort_keys: bool = False) -> str | None:
+    """``value`` as JSON text; None when it nests deeper than the JSON writer goes (255)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None).decode()
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _fingerprint(raw: Any, read: list[Any]) -> str:
+    """What tells one update from another: ``raw`` as sorted JSON, or, when it nests too deep
+    to write out, what was ``read`` of it (flat)."""
+    return _json_text(raw, sort_keys=True) or orjson.dumps(read).decode()
 
 
 def _first_line(error: Exception) -> str:
@@ -115,17 +156,17 @@ def _bool(value: Any) -> bool:
 
 
 def _timestamp(value: Any, fallback: datetime) -> datetime:
-    """Meta's unix seconds (a string of digits, or a number) as an aware datetime."""
-    if type(value) is str and value.isdigit():
+    """Meta's unix seconds (a string of digits, or a number) as an aware datetime; ``fallback``
+    (the arrival time) for anything else, or a time outside Meta's clock."""
+    if type(value) is str and 0 < len(value) <= 12 and value.isascii() and value.isdigit():
         seconds: int | float = int(value)
     elif type(value) is int or type(value) is float:
         seconds = value
     else:
         return fallback
-    try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):
-        return fallback
+    if not EARLIEST_SECONDS <= seconds <= (fallback + CLOCK_SLACK).timestamp():
+        return fallback  # also NaN, which compares false
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _errors(value: Any) -> list[MetaError]:
@@ -133,13 +174,10 @@ def _errors(value: Any) -> list[MetaError]:
     for item in _list(value):
         if type(item) is not dict:
             continue
-        code = item.get("code")
-        if type(code) is not int:
-            code = int(code) if type(code) is str and code.isdigit() else 0
         details = _str(_dict(item.get("error_data")).get("details")) or _str(item.get("details"))
         errors.append(
             MetaError(
-                code=code,
+                code=error_code(item.get("code")) or 0,
                 title=_str(item.get("title")),
                 message=_str(item.get("message")),
                 details=details,
@@ -217,7 +255,7 @@ def _content(kind: str, message: Json, *, nested: bool = False) -> _Content:
                 title=_str(tap.get("body")),
                 response_json=response
                 if type(response) is str
-                else (orjson.dumps(response).decode() if type(response) is dict else None),
+                else (_json_text(response) if type(response) is dict else None),
             )
     elif kind == "button":
         body = _dict(message.get("button"))
@@ -293,12 +331,12 @@ def _identity(
     if contact is None:
         # The change's only contact, unless it names somebody else.
         contact = only if only is not None and _compatible(only, phone, user_id) else {}
-    wa_id = phone or _str(contact.get("wa_id"))
+    wa_id = phone or _id(contact.get("wa_id"))
     return Identity(
         phone=maybe_e164(wa_id),
         wa_id=wa_id,
-        user_id=user_id or _str(contact.get("user_id")),
-        parent_user_id=parent_user_id or _str(contact.get("parent_user_id")),
+        user_id=user_id or _id(contact.get("user_id")),
+        parent_user_id=parent_user_id or _id(contact.get("parent_user_id")),
         name=_str(_dict(contact.get("profile")).get("name")),
     )
 
@@ -344,9 +382,9 @@ def _message(
         timestamp=timestamp,
         message_type=kind,
         sender=_identity(
-            _str(message.get("from")),
-            _str(message.get("from_user_id")),
-            _str(message.get("from_parent_user_id")),
+            _id(message.get("from")),
+            _id(message.get("from_user_id")),
+            _id(message.get("from_parent_user_id")),
             index,
             only,
         ),
@@ -378,9 +416,9 @@ def _status(
     name = _str(status.get("status")) or "unknown"
     raw_timestamp = _str(status.get("timestamp")) or ""
     recipient = _identity(
-        _str(status.get("recipient_id")),
-        _str(status.get("recipient_user_id")),
-        _str(status.get("recipient_parent_user_id")),
+        _id(status.get("recipient_id")),
+        _id(status.get("recipient_user_id")),
+        _id(status.get("recipient_parent_user_id")),
         index,
         only,
     )
@@ -416,6 +454,9 @@ def _with_ids(items: list[Any], what: str, skipped: list[str]) -> Iterator[tuple
         if type(item) is not dict or not _text(item.get("id")):
             skipped.append(f"{what} #{position} has no id")
             continue
+        if not _id(item["id"]):
+            skipped.append(f"{what} #{position}: id longer than {MAX_ID_BYTES} bytes")
+            continue
         if type(item["id"]) is not str:
             item = {**item, "id": str(item["id"])}
         yield position, item
@@ -425,7 +466,7 @@ def _messages_change(
     value: Json, waba_id: str | None, received_at: datetime, parsed: Parsed
 ) -> None:
     metadata = _dict(value.get("metadata"))
-    phone_number_id = _str(metadata.get("phone_number_id")) or ""
+    phone_number_id = _id(metadata.get("phone_number_id")) or ""
     display = _str(metadata.get("display_phone_number"))
     index, only = _contact_index(_list(value.get("contacts")))
     events = parsed.events
@@ -461,7 +502,7 @@ def _messages_change(
     if raw_errors:
         errors = _errors(raw_errors)
         if errors:
-            fingerprint = orjson.dumps(raw_errors, option=orjson.OPT_SORT_KEYS).decode()
+            fingerprint = _fingerprint(raw_errors, [error.model_dump() for error in errors])
             events.append(
                 WebhookErrors(
                     event_id=stable_id(
@@ -483,7 +524,11 @@ def _template_change(
     if not event:
         parsed.skipped.append("message_template_status_update without event")
         return
-    fingerprint = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    template_id = _str(value.get("message_template_id"))
+    name = _str(value.get("message_template_name"))
+    language = _str(value.get("message_template_language"))
+    reason = _str(value.get("reason"))
+    fingerprint = _fingerprint(value, [event, template_id, name, language, reason])
     parsed.events.append(
         TemplateStatusUpdate(
             event_id=stable_id(
@@ -492,10 +537,10 @@ def _template_change(
             occurred_at=_timestamp(entry_time, received_at),
             waba_id=waba_id,
             event=event,
-            template_id=_str(value.get("message_template_id")),
-            template_name=_str(value.get("message_template_name")),
-            language=_str(value.get("message_template_language")),
-            reason=_str(value.get("reason")),
+            template_id=template_id,
+            template_name=name,
+            language=language,
+            reason=reason,
             raw=value,
         )
     )
@@ -513,13 +558,13 @@ def parse_webhook(payload: Any, *, received_at: datetime) -> Parsed:
         return parsed
     kind = payload.get("object")
     if kind != WABA_OBJECT:
-        parsed.ignored.append(f"object {str(kind)[:60]!r} is not {WABA_OBJECT}")
+        parsed.ignored.append(f"object {_describe(kind)} is not {WABA_OBJECT}")
         return parsed
     for entry in _list(payload.get("entry")):
         if type(entry) is not dict:
             parsed.skipped.append("entry is not an object")
             continue
-        waba_id = _str(entry.get("id"))
+        waba_id = _id(entry.get("id"))
         for change in _list(entry.get("changes")):
             if type(change) is not dict:
                 parsed.skipped.append("change is not an object")

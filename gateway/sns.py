@@ -3,14 +3,21 @@
 SNS signs each message with the key of the certificate at ``SigningCertURL``: version 1 with
 SHA1withRSA, version 2 with SHA256withRSA, over ``name\\nvalue\\n`` pairs of a documented field
 list. The certificate is fetched only from an https ``sns.<region>.amazonaws.com`` host (or a
-configured trusted prefix, for tests and private mirrors) and cached by URL.
+configured trusted prefix, for tests and private mirrors) and cached by URL; a certificate that
+fails to load is not fetched again for :data:`CERT_FAILURE_SECONDS` (anybody can name one in an
+unsigned request: each must not cost a fetch).
+
+The SES event's values are bounded by :mod:`gateway.bounds`: NULs replaced, a message id too
+long for an id dropped, what is not an email address left out (each counted as skipped).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from gateway.bounds import MAX_ID_BYTES, email_address, id_fits, text_without_nul
 from shared.events import EmailBounced, EmailComplained, EmailDelivered, Event, stable_id
 
 NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
@@ -38,6 +46,9 @@ CONFIRMATION_FIELDS = (
 MESSAGE_TYPES = frozenset({"Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"})
 MAX_CERT_BYTES = 64 * 1024
 CACHE_SIZE = 32
+# A certificate that failed to load answers the same for this long, without a fetch.
+CERT_FAILURE_SECONDS = 30.0
+FAILURE_CACHE_SIZE = 256
 
 # Fetches a URL's body; raises SnsUnavailable when the host cannot be reached.
 Fetch = Callable[[str], Awaitable[bytes]]
@@ -91,8 +102,10 @@ def parse_message(body: bytes) -> SnsMessage:
     if type(data) is not dict:
         raise SnsRejected("body is not a JSON object")
     kind = data.get("Type")
+    if type(kind) is not str:
+        raise SnsRejected("unknown SNS message type: Type is not a string")
     if kind not in MESSAGE_TYPES:
-        raise SnsRejected(f"unknown SNS message type {str(kind)[:60]!r}")
+        raise SnsRejected(f"unknown SNS message type {kind[:60]!r}")
     strings = {key: value for key, value in data.items() if type(value) is str}
     for name in ("MessageId", "TopicArn", "Signature", "SigningCertURL", "Timestamp"):
         if not strings.get(name):
@@ -105,7 +118,7 @@ def parse_message(body: bytes) -> SnsMessage:
     except (binascii.Error, ValueError):
         raise SnsRejected("Signature is not base64") from None
     return SnsMessage(
-        type=str(kind),
+        type=kind,
         message_id=strings["MessageId"],
         topic_arn=strings["TopicArn"],
         fields=strings,
@@ -129,16 +142,53 @@ def url_allowed(url: str, host_pattern: str, trusted_prefixes: Sequence[str]) ->
     return re.fullmatch(host_pattern, parts.hostname or "") is not None
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """Why a certificate did not load, until when that answer stands (kept as text: the
+    exception itself would keep its traceback's frames alive)."""
+
+    until: float
+    reason: str
+    status: int | None  # SnsRejected's; None for SnsUnavailable
+
+    @classmethod
+    def of(cls, error: SnsRejected | SnsUnavailable, until: float) -> _Failure:
+        return cls(until, str(error), error.status if isinstance(error, SnsRejected) else None)
+
+    def again(self) -> SnsRejected | SnsUnavailable:
+        if self.status is None:
+            return SnsUnavailable(self.reason)
+        return SnsRejected(self.reason, self.status)
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any, size: int) -> None:
+    if len(cache) >= size:
+        cache.pop(next(iter(cache)))  # the oldest
+    cache[key] = value
+
+
 class CertificateStore:
-    """Signing certificates by URL: fetched once, kept (a few), checked for validity."""
+    """Signing certificates by URL: fetched once, kept (a few), checked for validity.
+
+    Requests for a URL being fetched wait for that one fetch; a URL whose certificate failed to
+    load answers the same failure for :data:`CERT_FAILURE_SECONDS` without fetching it again.
+    """
 
     def __init__(
-        self, fetch: Fetch, host_pattern: str, trusted_prefixes: Sequence[str] = ()
+        self,
+        fetch: Fetch,
+        host_pattern: str,
+        trusted_prefixes: Sequence[str] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fetch = fetch
         self.host_pattern = host_pattern
         self.trusted_prefixes = tuple(trusted_prefixes)
+        self.clock = clock
         self._keys: dict[str, rsa.RSAPublicKey] = {}
+        self._failures: dict[str, _Failure] = {}
+        self._loading: dict[str, asyncio.Future[rsa.RSAPublicKey]] = {}
 
     def allowed(self, url: str) -> bool:
         return url_allowed(url, self.host_pattern, self.trusted_prefixes)
@@ -147,8 +197,36 @@ class CertificateStore:
         cached = self._keys.get(url)
         if cached is not None:
             return cached
+        failure = self._failures.get(url)
+        if failure is not None:
+            if self.clock() < failure.until:
+                raise failure.again()
+            del self._failures[url]
         if not self.allowed(url) or not urlsplit(url).path.endswith(".pem"):
             raise SnsRejected("SigningCertURL is not an SNS certificate URL")
+        loading = self._loading.get(url)
+        if loading is None:
+            loading = self._loading[url] = asyncio.ensure_future(self._load(url))
+            loading.add_done_callback(lambda done: self._loaded(url, done))
+        # Shielded: a request that gives up does not cancel the fetch the others wait for.
+        return await asyncio.shield(loading)
+
+    def _loaded(self, url: str, done: asyncio.Future[rsa.RSAPublicKey]) -> None:
+        self._loading.pop(url, None)
+        if not done.cancelled():
+            done.exception()  # seen here too, in case every request waiting for it gave up
+
+    async def _load(self, url: str) -> rsa.RSAPublicKey:
+        try:
+            key = await self._fetch_key(url)
+        except (SnsRejected, SnsUnavailable) as error:
+            failure = _Failure.of(error, self.clock() + CERT_FAILURE_SECONDS)
+            _remember(self._failures, url, failure, FAILURE_CACHE_SIZE)
+            raise
+        _remember(self._keys, url, key, CACHE_SIZE)
+        return key
+
+    async def _fetch_key(self, url: str) -> rsa.RSAPublicKey:
         pem = await self.fetch(url)
         if len(pem) > MAX_CERT_BYTES:
             raise SnsRejected("signing certificate is too large")
@@ -162,9 +240,6 @@ class CertificateStore:
         key = certificate.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             raise SnsRejected("signing certificate has no RSA key")
-        if len(self._keys) >= CACHE_SIZE:
-            self._keys.pop(next(iter(self._keys)))
-        self._keys[url] = key
         return key
 
 
@@ -180,8 +255,11 @@ async def verify(message: SnsMessage, store: CertificateStore) -> None:
         raise SnsRejected("signature does not verify", status=403) from None
 
 
-def ses_events(message: SnsMessage) -> list[Event]:
-    """The events an SES notification carries (none for types the notifier does not use)."""
+def ses_events(message: SnsMessage, skipped: list[str]) -> list[Event]:
+    """The events an SES notification carries (none for types the notifier does not use).
+
+    Values that cannot travel are left out, each reported in ``skipped``.
+    """
     try:
         data = orjson.loads(message.fields.get("Message", ""))
     except orjson.JSONDecodeError:
@@ -191,13 +269,16 @@ def ses_events(message: SnsMessage) -> list[Event]:
     kind = data.get("eventType") or data.get("notificationType")
     mail = _dict(data.get("mail"))
     ses_message_id = _str(mail.get("messageId"))
+    if ses_message_id is not None and not id_fits(ses_message_id):
+        skipped.append(f"mail.messageId longer than {MAX_ID_BYTES} bytes: left out")
+        ses_message_id = None
     if kind == "Bounce":
         bounce = _dict(data.get("bounce"))
         return [
             EmailBounced(
                 event_id=stable_id(EmailBounced.TYPE, message.message_id),
                 correlation_id=ses_message_id,
-                addresses=_addresses(bounce.get("bouncedRecipients")),
+                addresses=_addresses(bounce.get("bouncedRecipients"), skipped),
                 bounce_type=_str(bounce.get("bounceType")) or "Undetermined",
                 bounce_subtype=_str(bounce.get("bounceSubType")),
                 ses_message_id=ses_message_id,
@@ -210,7 +291,7 @@ def ses_events(message: SnsMessage) -> list[Event]:
             EmailComplained(
                 event_id=stable_id(EmailComplained.TYPE, message.message_id),
                 correlation_id=ses_message_id,
-                addresses=_addresses(complaint.get("complainedRecipients")),
+                addresses=_addresses(complaint.get("complainedRecipients"), skipped),
                 feedback_type=_str(complaint.get("complaintFeedbackType")),
                 ses_message_id=ses_message_id,
                 feedback_id=_str(complaint.get("feedbackId")),
@@ -218,7 +299,7 @@ def ses_events(message: SnsMessage) -> list[Event]:
         ]
     if kind == "Delivery":
         delivery = _dict(data.get("delivery"))
-        recipients = [r for r in _list(delivery.get("recipients")) if type(r) is str]
+        recipients = _only_addresses(_list(delivery.get("recipients")), skipped)
         return [
             EmailDelivered(
                 event_id=stable_id(EmailDelivered.TYPE, message.message_id),
@@ -239,13 +320,27 @@ def _list(value: Any) -> list[Any]:
 
 
 def _str(value: Any) -> str | None:
-    return value if type(value) is str else None
+    return text_without_nul(value) if type(value) is str else None
 
 
-def _addresses(recipients: Any) -> list[str]:
+def _addresses(recipients: Any, skipped: list[str]) -> list[str]:
+    """The ``emailAddress`` of each recipient object."""
+    found = [_dict(item).get("emailAddress") for item in _list(recipients)]
+    return _only_addresses([value for value in found if value is not None], skipped)
+
+
+def _only_addresses(values: list[Any], skipped: list[str]) -> list[str]:
     addresses = []
-    for item in _list(recipients):
-        address = _str(_dict(item).get("emailAddress"))
-        if address:
+    for value in values:
+        address = email_address(value)
+        if address is None:
+            skipped.append(f"recipient {_shown(value)} is not an email address: left out")
+        else:
             addresses.append(address)
     return addresses
+
+
+def _shown(value: Any) -> str:
+    if type(value) is not str:
+        return f"(a JSON {type(value).__name__})"
+    return repr(value[:60]) + ("..." if len(value) > 60 else "")

@@ -9,24 +9,30 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SandboxConfig(BaseSettings):
-    """Every field can be set from the environment (`SANDBOX_<FIELD>`, or the `META_WA_*` names)."""
+    """Every field can be set from the environment (`SANDBOX_<FIELD>`, or the `META_WA_*` names),
+    and by its field name in code (``SandboxConfig(access_token=...)``).
+
+    Only those names: an alias is matched against the environment as it is (no prefix, any
+    case), so a field name among the aliases would let an unrelated ``ACCESS_TOKEN`` or
+    ``APP_SECRET`` variable change the sandbox's token or signing secret.
+    """
 
     model_config = SettingsConfigDict(env_prefix="SANDBOX_", extra="ignore", populate_by_name=True)
 
     access_token: str = Field(
         default="sandbox-token",
         min_length=1,
-        validation_alias=AliasChoices("META_WA_ACCESS_TOKEN", "access_token"),
+        validation_alias="META_WA_ACCESS_TOKEN",
     )
     app_secret: str = Field(
         default="sandbox-app-secret",
         min_length=1,
-        validation_alias=AliasChoices("META_WA_APP_SECRET", "app_secret"),
+        validation_alias="META_WA_APP_SECRET",
     )
     phone_number_id: str = Field(
         default="100000000000001",
         min_length=1,
-        validation_alias=AliasChoices("META_WA_PHONE_NUMBER_ID", "phone_number_id"),
+        validation_alias="META_WA_PHONE_NUMBER_ID",
     )
     display_phone_number: str = "+15550000001"
     waba_id: str = "200000000000001"
@@ -78,7 +84,7 @@ class SandboxConfig(BaseSettings):
     timeout_seconds: float = Field(default=30.0, gt=0)
     log_level: str = Field(
         default="INFO",
-        validation_alias=AliasChoices("SANDBOX_LOG_LEVEL", "LOG_LEVEL", "log_level"),
+        validation_alias=AliasChoices("SANDBOX_LOG_LEVEL", "LOG_LEVEL"),
     )
 
     @field_validator("status_delays_ms", mode="before")

@@ -15,7 +15,12 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
+
 _FIELDS = "mensajero_fields"
+# Arguments whose text cannot change between the log call and the writer thread.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def fields(**values: Any) -> dict[str, Any]:
@@ -82,6 +87,13 @@ class BackgroundHandler(logging.Handler):
     which cost a busy gateway about 200 us of CPU per webhook. So the writer wakes on a timer,
     every ``interval`` seconds, and takes whatever has piled up. Lines appear within that
     interval; at exit the rest is written (a SIGKILL may lose the last few).
+
+    A record is formatted on the writer thread, later than the call: by then an argument may
+    have changed or lost what its repr() reads (aio-pika's OneShotCallback deletes its callback
+    once it has run, and logs itself as an argument before). So a call whose arguments are not
+    all plain strings and numbers is rendered at once, on the caller's thread; plain ones (all
+    of the services' own lines) still cost only the check of their types. A record that cannot
+    be formatted at all is still written, as its message and the formatting error.
     """
 
     def __init__(
@@ -99,6 +111,15 @@ class BackgroundHandler(logging.Handler):
         atexit.register(self.close)
 
     def emit(self, record: logging.LogRecord) -> None:
+        args = record.args
+        if args:
+            if type(args) is not tuple:  # one mapping argument ("%(name)s"): rare
+                _render_now(record)
+            else:
+                for arg in args:
+                    if type(arg) is not str and type(arg) not in _PLAIN:
+                        _render_now(record)
+                        break
         self.records.append(record)
 
     def _write(self) -> None:
@@ -115,8 +136,8 @@ class BackgroundHandler(logging.Handler):
             record = records.popleft()
             try:
                 lines.append(self.format(record))
-            except Exception:
-                self.handleError(record)
+            except Exception as error:
+                lines.append(_unformattable(record, error))
         if lines:
             try:
                 self.stream.write("\n".join(lines) + "\n")
@@ -129,6 +150,53 @@ class BackgroundHandler(logging.Handler):
             self.closing.set()
             self.thread.join(timeout=5)
         super().close()
+
+
+def _render_now(record: logging.LogRecord) -> None:
+    """Merge the arguments into the message, as they are now."""
+    try:
+        record.msg = record.getMessage()
+    except Exception as error:
+        record.msg = f"{record.msg} (arguments not shown: {type(error).__name__}: {error})"
+    record.args = None
+
+
+def _unformattable(record: logging.LogRecord, error: Exception) -> str:
+    """The line of a record the formatter could not write: never lost, never a traceback."""
+    stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return (
+        f"{stamp}Z {record.levelname:<7} {record.name} {record.msg} "
+        f"(could not be formatted: {type(error).__name__}: {error})"
+    )
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp's lines for a request it could not parse (a bad request line, header, encoding
+    or chunk), each one WARNING line without the traceback: they are the client's error, not
+    ours, and any client can send them. Other errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError | RequestPayloadError):
+            return True
+        cause = error.__cause__ if isinstance(error, RequestPayloadError) else error
+        reason = getattr(cause, "message", None) or str(error)
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "a client"
+        record.msg = "malformed HTTP request from %s: %s"
+        record.args = (peer, " ".join(str(reason).split())[:200])
+        record.exc_info = None
+        record.exc_text = None
+        if record.levelno > logging.WARNING:
+            record.levelno = logging.WARNING
+            record.levelname = "WARNING"
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install :class:`MalformedRequests` on aiohttp's server logger (once)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server.filters):
+        server.addFilter(MalformedRequests())
 
 
 def setup_logging(service: str, fmt: str = "text", level: str = "INFO") -> None:
@@ -149,3 +217,4 @@ def setup_logging(service: str, fmt: str = "text", level: str = "INFO") -> None:
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    quiet_malformed_requests()

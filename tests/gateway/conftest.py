@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from gateway.app import create_app
 from gateway.publisher import UNROUTED_SERVICE
 from gateway.settings import Settings
 from shared.bus import Bus
-from shared.events import Event, parse_event
+from shared.events import EmailDelivered, Event, parse_event
 from shared.settings import load_settings
 from tests.gateway.payloads import (
     SECRET,
@@ -31,6 +32,7 @@ from tests.gateway.payloads import (
 )
 from tests.helpers import wait_for
 from tests.services import running
+from tests.snsfake import FakeSns
 
 
 def gateway_settings(rabbitmq_url: str, bus_prefix: str, **overrides: Any) -> Settings:
@@ -149,3 +151,46 @@ async def assert_nothing_else(
     await collector.wait(before + 1)
     new = collector.events[before:]
     assert [getattr(e, "wamid", None) for e in new] == [marker], new
+
+
+# --------------------------------------------------------------------------- SES through SNS
+
+
+def sns_settings(rabbitmq_url: str, bus_prefix: str, sns: FakeSns, **extra: Any) -> Settings:
+    return gateway_settings(
+        rabbitmq_url, bus_prefix, SNS_TRUSTED_CERT_URL_PREFIXES=[sns.base + "/"], **extra
+    )
+
+
+@pytest.fixture
+async def ses_gateway(
+    rabbitmq_url: str, bus_prefix: str, bus: Bus, fake_sns: FakeSns
+) -> AsyncIterator[str]:
+    async with running(create_app(sns_settings(rabbitmq_url, bus_prefix, fake_sns))) as url:
+        yield url
+    await delete_unrouted(bus)
+
+
+async def post_sns(
+    http: aiohttp.ClientSession, url: str, data: dict[str, str] | bytes
+) -> tuple[int, str]:
+    body = data if isinstance(data, bytes) else json.dumps(data).encode()
+    headers = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "x"}
+    async with http.post(url + "/webhook/ses", data=body, headers=headers) as response:
+        return response.status, await response.text()
+
+
+async def marker(
+    http: aiohttp.ClientSession, url: str, sns: FakeSns, collector: Collector, before: int
+) -> None:
+    """Only a signed marker arrives after ``before`` events: nothing else was published."""
+    delivery = {
+        "eventType": "Delivery",
+        "delivery": {"recipients": ["ok@example.com"]},
+        "mail": {"messageId": "marker-" + uuid.uuid4().hex},
+    }
+    status, _ = await post_sns(http, url, sns.message(message=delivery))
+    assert status == 200
+    await collector.wait(before + 1)
+    new = collector.events[before:]
+    assert len(new) == 1 and isinstance(new[0], EmailDelivered), new

@@ -28,6 +28,18 @@ def example(name: str) -> Json:
 META_EXAMPLES = sorted(p.stem for p in DATA.glob("*.json") if not p.stem.startswith("group_"))
 
 
+def paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path to a value in a JSON value (keys and indexes), outermost first."""
+    found = [path] if path else []
+    if isinstance(node, dict):
+        for key, child in node.items():
+            found += paths(child, (*path, key))
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            found += paths(child, (*path, index))
+    return found
+
+
 def sign(body: bytes, secret: str = SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 

@@ -26,6 +26,7 @@ from tests.gateway.payloads import (
     contact,
     dumps,
     message,
+    paths,
     sign,
     status,
     value,
@@ -272,21 +273,10 @@ def test_any_json_never_raises_and_events_are_readable(payload: Any) -> None:
     roundtrip(parsed.events)
 
 
-def _paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [path] if path else []
-    if isinstance(node, dict):
-        for key, child in node.items():
-            found += _paths(child, (*path, key))
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            found += _paths(child, (*path, index))
-    return found
-
-
 BASE = webhook(
     value(contacts=[contact()], messages=[m for _, m, _ in catalog()]), value(statuses=STATUSES)
 )
-BASE_PATHS = _paths(BASE)
+BASE_PATHS = paths(BASE)
 
 
 @settings(max_examples=400, deadline=None)

@@ -3,11 +3,6 @@ generate and serve on 127.0.0.1; subscriptions confirmed only when they verify."
 
 from __future__ import annotations
 
-import json
-import uuid
-from collections.abc import AsyncIterator
-from typing import Any
-
 import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -18,35 +13,18 @@ from gateway.sns import SnsMessage, url_allowed
 from shared.bus import Bus
 from shared.events import EmailBounced, EmailComplained, EmailDelivered
 from shared.settings import load_settings
-from tests.gateway.conftest import Collector, delete_unrouted, gateway_settings
+from tests.gateway.conftest import (
+    Collector,
+    delete_unrouted,
+    gateway_settings,
+    marker,
+    post_sns,
+    sns_settings,
+)
 from tests.services import running
 from tests.snsfake import TOPIC, FakeSns, make_certificate
 
 pytestmark = pytest.mark.integration
-
-
-def sns_settings(rabbitmq_url: str, bus_prefix: str, sns: FakeSns, **extra: Any) -> Settings:
-    return gateway_settings(
-        rabbitmq_url, bus_prefix, SNS_TRUSTED_CERT_URL_PREFIXES=[sns.base + "/"], **extra
-    )
-
-
-@pytest.fixture
-async def ses_gateway(
-    rabbitmq_url: str, bus_prefix: str, bus: Bus, fake_sns: FakeSns
-) -> AsyncIterator[str]:
-    async with running(create_app(sns_settings(rabbitmq_url, bus_prefix, fake_sns))) as url:
-        yield url
-    await delete_unrouted(bus)
-
-
-async def post_sns(
-    http: aiohttp.ClientSession, url: str, data: dict[str, str] | bytes
-) -> tuple[int, str]:
-    body = data if isinstance(data, bytes) else json.dumps(data).encode()
-    headers = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "x"}
-    async with http.post(url + "/webhook/ses", data=body, headers=headers) as response:
-        return response.status, await response.text()
 
 
 BOUNCE = {
@@ -73,20 +51,6 @@ DELIVERY = {
     "delivery": {"recipients": ["ok@example.com"]},
     "mail": {"messageId": "ses-msg-3"},
 }
-
-
-async def marker(
-    http: aiohttp.ClientSession, url: str, sns: FakeSns, collector: Collector, before: int
-) -> None:
-    """Only a signed marker arrives after ``before`` events: nothing else was published."""
-    message_id = "marker-" + uuid.uuid4().hex
-    assert await post_sns(http, url, sns.message(message=DELIVERY, message_id=message_id)) == (
-        200,
-        "ok",
-    )
-    await collector.wait(before + 1)
-    new = collector.events[before:]
-    assert len(new) == 1 and isinstance(new[0], EmailDelivered), new
 
 
 @pytest.mark.parametrize("version", ["1", "2"])
@@ -296,3 +260,59 @@ def test_list_settings_from_environment_strings(monkeypatch: pytest.MonkeyPatch)
     assert settings.GATEWAY_PORT == 8080
     assert settings.WEBHOOK_MAX_BYTES == 3 * 1024 * 1024
     assert settings.PUBLISH_TIMEOUT_SECONDS == 3.0
+
+
+async def test_a_certificate_that_fails_to_load_is_not_fetched_again_for_a_while(
+    ses_gateway: str, http: aiohttp.ClientSession, fake_sns: FakeSns
+) -> None:
+    """Unsigned requests naming a broken certificate must not each cost a fetch."""
+    missing = fake_sns.message(message=BOUNCE, cert_url=fake_sns.cert_url("missing.pem"))
+    for _ in range(5):
+        status, text = await post_sns(http, ses_gateway, missing)
+        assert (status, text) == (400, f"{fake_sns.cert_url('missing.pem')} answered HTTP 404")
+    assert fake_sns.cert_fetches == ["/certs/missing.pem"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_certificate_failures_are_kept_briefly_and_fetches_are_shared() -> None:
+    import asyncio
+
+    from gateway.sns import CERT_FAILURE_SECONDS, CertificateStore, SnsUnavailable
+
+    fetched: list[str] = []
+    release = asyncio.Event()
+
+    async def fetch(url: str) -> bytes:
+        fetched.append(url)
+        await release.wait()
+        raise SnsUnavailable(f"cannot fetch {url}: refused")
+
+    clock = Clock()
+    store = CertificateStore(fetch, r"^sns\.example$", clock=clock)
+    url = "https://sns.example/a.pem"
+    waiting = [asyncio.ensure_future(store.key(url)) for _ in range(20)]
+    await asyncio.sleep(0)  # every request is waiting on the one fetch
+    release.set()
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert fetched == [url]
+    assert all(isinstance(r, SnsUnavailable) and "refused" in str(r) for r in results)
+
+    clock.now += CERT_FAILURE_SECONDS - 1
+    with pytest.raises(SnsUnavailable, match="refused"):
+        await store.key(url)
+    assert fetched == [url]
+    clock.now += 2  # the failure has expired: the next request tries again
+    with pytest.raises(SnsUnavailable):
+        await store.key(url)
+    assert fetched == [url, url]
+    other = "https://sns.example/b.pem"
+    with pytest.raises(SnsUnavailable):
+        await store.key(other)
+    assert fetched == [url, url, other]

@@ -74,6 +74,23 @@ def test_every_variable_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert config.log_level == "DEBUG"
 
 
+def test_only_the_documented_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unrelated ACCESS_TOKEN (or app_secret, port...) in the environment changes nothing."""
+    for name in ("ACCESS_TOKEN", "APP_SECRET", "PHONE_NUMBER_ID", "DISPLAY_PHONE_NUMBER"):
+        monkeypatch.setenv(name, "unrelated")
+        monkeypatch.setenv(name.lower(), "unrelated")
+    for name in ("PORT", "HOST", "SEED", "WEBHOOK_URL", "TEMPLATES", "port"):
+        monkeypatch.setenv(name, "7")
+    config = SandboxConfig()
+    assert (config.access_token, config.app_secret) == ("sandbox-token", "sandbox-app-secret")
+    assert config.phone_number_id == "100000000000001"
+    assert config.display_phone_number == "+15550000001"
+    assert (config.host, config.port, config.seed) == ("127.0.0.1", 8090, 0)
+    assert config.templates is None
+    # Code (and the tests) still build a configuration by field name.
+    assert SandboxConfig(access_token="t", app_secret="s").access_token == "t"
+
+
 @pytest.mark.parametrize("delays", ["1,2", "a,b,c", "1,2,-3"])
 def test_bad_status_delays(monkeypatch: pytest.MonkeyPatch, delays: str) -> None:
     monkeypatch.setenv("SANDBOX_STATUS_DELAYS_MS", delays)

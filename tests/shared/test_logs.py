@@ -91,3 +91,90 @@ def test_field_rendering_quotes_what_would_break_the_line() -> None:
     ]
     for value in values:
         assert _render(value) == _render_reference(value), value
+
+
+class _OneShot:
+    """Like aio-pika's OneShotCallback: its repr reads an attribute deleted once it has run."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self) -> None:
+        self.callback = "close"
+
+    def __repr__(self) -> str:
+        return f"<OneShot cb={self.callback!r}>"
+
+
+def test_a_line_whose_argument_changes_after_the_call_is_written_as_it_was(
+    capsys,
+) -> None:
+    """Records are formatted later on the writer thread: the call's arguments may have changed
+    or lost attributes by then (reconnects: "Callback %r error"). No line is lost."""
+    stream = io.StringIO()
+    handler = BackgroundHandler(stream, TextFormatter("x"), interval=10)
+    logger = logging.getLogger("test.logs.oneshot")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    shown = ["before"]
+    callback = _OneShot()
+
+    class Broken:
+        def __str__(self) -> str:
+            raise RuntimeError("cannot show")
+
+    try:
+        logger.error("Callback %r error: %s", callback, "ConnectionError")
+        logger.info("list %s", shown)
+        logger.info("field", extra=fields(value=Broken()))
+        logger.info("args %s", Broken())
+        del callback.callback  # what OneShotCallback does once it has run
+        shown.append("after")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].endswith("Callback <OneShot cb='close'> error: ConnectionError")
+    assert lines[1].endswith("list ['before']")
+    assert " field" in lines[2] and "cannot show" in lines[2]
+    assert " args %s" in lines[3] and "cannot show" in lines[3]
+    assert "Logging error" not in capsys.readouterr().err
+
+
+async def test_a_malformed_request_is_one_warning_without_traceback(caplog) -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    from shared.logs import quiet_malformed_requests
+    from tests.services import running
+
+    quiet_malformed_requests()
+    quiet_malformed_requests()  # installing twice changes nothing
+    app = web.Application()
+    caplog.set_level(logging.DEBUG, logger="aiohttp.server")
+    garbage = [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS hello\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+    async with running(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for request in garbage:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(request)
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            assert answer.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400")), answer
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == len(garbage), [r.getMessage() for r in records]
+    # aiohttp itself logs TLS (or other non-HTTP bytes) opening a connection at DEBUG, as noise
+    # of the open internet; kept so, as one line too.
+    assert [r.levelno for r in records] == [logging.DEBUG] + [logging.WARNING] * 3
+    for record in records:
+        assert record.exc_info is None and not record.exc_text
+        assert record.getMessage().startswith("malformed HTTP request from 127.0.0.1: ")
+        assert "\n" not in record.getMessage()
