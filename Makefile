@@ -32,8 +32,10 @@ test: check-deps
 
 ## chaos: the fault suite (tests/chaos/suite.py, a few minutes) on a RabbitMQ node and a
 ## PostgreSQL cluster of its own (never the shared ones); prints lost/duplicated per fault.
+## chaos: the fault suite on a broker and database of its own, then a longer fuzzing run.
 chaos: install
 	$(PY) -m pytest tests/chaos/suite.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(PY) -m pytest tests/gateway/test_fuzz.py tests/system/test_poison.py
 
 lint: install
 	$(VENV)/bin/ruff check .
