@@ -12,6 +12,7 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
+from shared.signals import IdentityChanged
 from tests.handoff.support import AGENT, CUSTOMER, body, identity_changed
 from tests.handoff.world import World
 
@@ -19,6 +20,16 @@ BSUID = "AR.13491208655302741918"
 NEW_BSUID = "AR.99991208655302741918"
 NEW_PHONE = "+5491144445555"
 ANA = {"user_id": BSUID, "username": "ana", "name": "Ana"}  # a phone-less customer
+
+
+def new_number(world: World) -> IdentityChanged:
+    """CUSTOMER (with BSUID) moves to NEW_PHONE (with NEW_BSUID) now."""
+    return identity_changed(
+        "user_changed_number",
+        Identity(phone=CUSTOMER, user_id=BSUID),
+        Identity(phone=NEW_PHONE, user_id=NEW_BSUID),
+        at=world.clock.now,
+    )
 
 
 async def test_a_phone_less_customer_gets_the_menu_at_their_bsuid() -> None:
@@ -92,12 +103,7 @@ async def test_a_number_change_mid_case_keeps_the_case() -> None:
     code = await world.active_case(user_id=BSUID)
     before = world.clock.now
     world.clock.advance(minutes=1)
-    change = identity_changed(
-        "user_changed_number",
-        Identity(phone=CUSTOMER, user_id=BSUID),
-        Identity(phone=NEW_PHONE, user_id=NEW_BSUID),
-        at=world.clock.now,
-    )
+    change = new_number(world)
     events = await world.changes(change)
     [told] = world.sends(AGENT, events)
     assert body(told).startswith(f"#{code} · Juan Pérez cambió su número de WhatsApp")
@@ -140,12 +146,7 @@ async def test_a_message_under_the_new_ids_before_the_change_is_merged() -> None
     early = await world.says(NEW_PHONE, "soy yo, cambié de número", user_id=NEW_BSUID)
     assert world.sends(NEW_PHONE, early)  # the bot greeted a stranger
     world.clock.advance(seconds=1)
-    change = identity_changed(
-        "user_changed_number",
-        Identity(phone=CUSTOMER, user_id=BSUID),
-        Identity(phone=NEW_PHONE, user_id=NEW_BSUID),
-        at=world.clock.now,
-    )
+    change = new_number(world)
     await world.changes(change)
     # ...until the change says who it is: the new identifiers find the open case.
     events = await world.says(NEW_PHONE, "¿seguís ahí?", user_id=NEW_BSUID)
@@ -155,12 +156,7 @@ async def test_a_message_under_the_new_ids_before_the_change_is_merged() -> None
 async def test_a_phone_given_to_someone_else_after_the_change_is_a_new_customer() -> None:
     world = World()
     await world.says(CUSTOMER, "Hola", user_id=BSUID)
-    change = identity_changed(
-        "user_changed_number",
-        Identity(phone=CUSTOMER, user_id=BSUID),
-        Identity(phone=NEW_PHONE, user_id=NEW_BSUID),
-        at=world.clock.now,
-    )
+    change = new_number(world)
     await world.changes(change)
     world.clock.advance(days=200)
     stranger = "AR.55551208655302741918"
@@ -177,14 +173,7 @@ async def test_held_messages_follow_the_customer_to_their_new_number() -> None:
     await world.says(AGENT, "¿pudiste verlo?", name="Agente")
     held = [m for _r, _c, m in world.repo.held]
     assert [m.to for m in held] == [CUSTOMER]
-    await world.changes(
-        identity_changed(
-            "user_changed_number",
-            Identity(phone=CUSTOMER, user_id=BSUID),
-            Identity(phone=NEW_PHONE, user_id=NEW_BSUID),
-            at=world.clock.now,
-        )
-    )
+    await world.changes(new_number(world))
     events = await world.says(NEW_PHONE, "hola", user_id=NEW_BSUID)
     [released] = [e for e in world.sends(NEW_PHONE, events) if body(e) == "¿pudiste verlo?"]
     assert released.event_id == held[0].event_id  # the same command: sent once
