@@ -39,7 +39,7 @@ async def on_identity_changed(turn: Turn, change: IdentityChanged) -> None:
     if conv is None:
         log.info("identity change of a customer handoff never met: %s", change.change)
         return
-    gone = [i for i in before if i not in after]
+    gone = _gone(change)
     known = await repo.identifiers_of(conv.customer)
     linked = all(i in known and known[i] is None for i in after)
     retired = all(known.get(i) is not None for i in gone)
@@ -50,7 +50,7 @@ async def on_identity_changed(turn: Turn, change: IdentityChanged) -> None:
     await repo.retire_identifiers(conv.customer, gone, at)
     note = _note(turn, conv, change)
     _carry(conv, change, gone)
-    if conv.identity_changed_at is None or at > conv.identity_changed_at:
+    if gone and (conv.identity_changed_at is None or at > conv.identity_changed_at):
         conv.identity_changed_at = at
     await repo.add_line(conv.customer, Line(at, "system", note, conv.case_code))
     case = await repo.get_case(conv.case_code) if conv.case_code else None
@@ -87,6 +87,24 @@ async def _carrier(
                 carrier.customer,
             )
     return carrier
+
+
+def _gone(change: IdentityChanged) -> list[str]:
+    """What the change takes from the customer: a new number, the old phone (and the BSUIDs it
+    replaces); a new BSUID, the old BSUID only (the phone stays); a new security identity,
+    nothing."""
+    previous, current = change.previous, change.current
+    if change.change == "customer_identity_changed":
+        return []
+    pairs = [
+        (previous.user_id, current.user_id),
+        (previous.parent_user_id, current.parent_user_id),
+    ]
+    old_phone = maybe_e164(previous.phone)
+    gone = [old for old, new in pairs if old and new and old != new]
+    if change.change == "user_changed_number" and old_phone:
+        gone += [old_phone] if old_phone != maybe_e164(current.phone) else []
+    return gone
 
 
 def _carry(conv: Conversation, change: IdentityChanged, gone: list[str]) -> None:

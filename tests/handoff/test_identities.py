@@ -212,3 +212,15 @@ async def test_the_identity_change_of_a_stranger_is_ignored() -> None:
     )
     assert await world.changes(change) == []
     assert world.repo.conversations == {}
+
+
+async def test_a_new_bsuid_keeps_the_phone() -> None:
+    world = World()
+    await world.says(CUSTOMER, "Hola", user_id=BSUID)
+    previous, current = Identity(phone=CUSTOMER, user_id=BSUID), Identity(user_id=NEW_BSUID)
+    await world.changes(identity_changed("user_id_update", previous, current, at=world.clock.now))
+    conv = world.repo.conversations[BSUID]
+    assert (conv.phone, conv.user_id) == (CUSTOMER, NEW_BSUID)
+    world.clock.advance(days=1)
+    events = await world.says(CUSTOMER, "Hola")  # the phone alone, after the change
+    assert world.sends(CUSTOMER, events) and len(world.repo.conversations) == 1
