@@ -6,6 +6,7 @@ from __future__ import annotations
 from handoff.cases import Farewell, claim_case, close_case
 from handoff.content import TEXT_LIMIT, agent_content, sent_at
 from handoff.delivery import tell
+from handoff.identities import handle
 from handoff.outcome import Turn
 from handoff.relays import relay_to_customer
 from handoff.repository import Agent, Case
@@ -99,7 +100,7 @@ async def _listing(turn: Turn, profile: CompanyProfile, agent: Agent, cases: lis
         values = {
             "code": case.code,
             "name": (conv.name if conv else None) or "-",
-            "phone": (conv.phone if conv else None) or "-",
+            "phone": handle(conv) if conv else "-",
         }
         if case.state == "queued":
             lines.append(say(profile, "handoff.agent.list_line_queued", **values))

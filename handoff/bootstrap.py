@@ -12,7 +12,8 @@ from handoff.config import HandoffConfig
 from handoff.feed import FeedQueue
 from handoff.handlers import TABLE, Clock, Deps, fire_due_timers, refresh_gauges
 from handoff.metrics import HandoffMetrics
-from handoff.repository import ConcurrentUpdate, PgRepository, Repository
+from handoff.postgres import PgRepository
+from handoff.repository import ConcurrentUpdate, Repository
 from handoff.settings import Settings
 from shared.bus import Bus
 from shared.db import Connection

@@ -8,7 +8,6 @@ from typing import Literal
 
 from handoff.delivery import (
     agent_alert,
-    identity,
     send,
     send_menu,
     send_record,
@@ -16,6 +15,7 @@ from handoff.delivery import (
     to_agent,
     to_customer,
 )
+from handoff.identities import handle, identity
 from handoff.options import HandoffOptions, options_for
 from handoff.outcome import Turn
 from handoff.repository import Agent, Case, Conversation, Line
@@ -123,7 +123,7 @@ async def _notify_agents(
         "handoff.agent.notification",
         code=case.code,
         name=conv.name or "-",
-        phone=conv.phone or conv.user_id or "-",
+        phone=handle(conv),
         last_messages=listing,
     )
     template = agent_alert(options, case, conv, lines[-1].text if lines else "")
@@ -223,7 +223,7 @@ async def _claimed_reply(
         help_line=say(profile, "handoff.agent.claimed_help"),
         code=case.code,
         name=conv.name or "-",
-        phone=conv.phone or conv.user_id or "-",
+        phone=handle(conv),
     )
     lines = await turn.repo.case_lines(case.code)
     backlog = [line.text for line in lines if line.author == "customer"]

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from handoff.options import HandoffOptions
+from pydantic import ValidationError
+
+from handoff.options import HandoffOptions, options_for
 from handoff.settings import Settings
 from shared.phone import maybe_e164
-from shared.profiles import CompanyProfile, Profiles
+from shared.profiles import CompanyProfile, ProfileError, Profiles
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,28 @@ class HandoffConfig:
     queue_timeout: float
     idle_timeout: float
     bot_mode: str = "menu"  # "menu": the profile's built-in menu; "external": bot.message
+    echo_quiet: float = 1800.0  # seconds the bot is quiet after an echo (HANDOFF_ECHO_QUIET_...)
 
     @classmethod
     def from_settings(cls, settings: Settings, profiles: Profiles) -> HandoffConfig:
+        """Raises ProfileError for a profile whose handoff options are not valid."""
+        for profile in profiles.profiles:
+            try:
+                options_for(profile)
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ProfileError(
+                    f"COMPANY_PROFILES_FILE: profile {profile.id}: settings.handoff.{where}: "
+                    f"{first['msg']}"
+                ) from error
         return cls(
             profiles=profiles,
             agents=settings.agent_numbers,
             queue_timeout=settings.HANDOFF_QUEUE_TIMEOUT_SECONDS,
             idle_timeout=settings.HANDOFF_IDLE_TIMEOUT_SECONDS,
             bot_mode=settings.BOT_MODE,
+            echo_quiet=settings.HANDOFF_ECHO_QUIET_SECONDS,
         )
 
     def agents_for(self, profile: CompanyProfile) -> list[str]:
@@ -55,3 +70,7 @@ class HandoffConfig:
     def idle_timeout_for(self, options: HandoffOptions) -> timedelta:
         seconds = options.idle_timeout_seconds
         return timedelta(seconds=self.idle_timeout if seconds is None else seconds)
+
+    def echo_quiet_for(self, options: HandoffOptions) -> timedelta:
+        seconds = options.echo_quiet_seconds
+        return timedelta(seconds=self.echo_quiet if seconds is None else seconds)

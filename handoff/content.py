@@ -4,13 +4,16 @@ copies, and the transcript's one-line descriptions."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from shared.events import (
     InboundMessage,
+    Location,
     LocationContent,
     Media,
     MediaContent,
     OutboundContent,
+    Reaction,
     ReactionContent,
     TextContent,
 )
@@ -21,9 +24,29 @@ TEXT_LIMIT = 4096  # Meta's limit for a text message's body
 CAPTION_LIMIT = 1024
 
 
+class Message(Protocol):
+    """What a customer's message and a business app's echo (``MessageEcho``) share."""
+
+    @property
+    def message_type(self) -> str: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def media(self) -> Media | None: ...
+    @property
+    def location(self) -> Location | None: ...
+    @property
+    def reaction(self) -> Reaction | None: ...
+
+
+def aware(moment: datetime) -> datetime:
+    """A time Meta sent, with a time zone (UTC when it came without)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def sent_at(msg: InboundMessage) -> datetime:
     """When the person wrote ``msg`` (what opens their 24-hour window), with a time zone."""
-    return msg.timestamp if msg.timestamp.tzinfo else msg.timestamp.replace(tzinfo=UTC)
+    return aware(msg.timestamp)
 
 
 def copy_of(media: Media, kind: str, caption: str | None) -> MediaContent:
@@ -60,8 +83,12 @@ def agent_content(msg: InboundMessage, text: str) -> OutboundContent | None:
     return None
 
 
-def describe(msg: InboundMessage) -> str:
-    """One transcript line for an inbound message."""
+def describe(msg: Message) -> str:
+    """One transcript line for a message (a customer's, or an echo of the business app's)."""
+    if msg.message_type == "revoke":
+        return "[mensaje borrado]"
+    if msg.message_type == "edit":
+        return f"[editado] {msg.text or ''}".strip()
     if msg.reaction is not None:
         return f"[reacción {msg.reaction.emoji or 'quitada'}]"
     if msg.location is not None:

@@ -7,15 +7,17 @@ from __future__ import annotations
 import logging
 
 from handoff.cases import close_case, open_case
+from handoff.coexistence import quiet
 from handoff.content import describe, sent_at
-from handoff.delivery import send_menu, to_customer
+from handoff.delivery import readdressed, send_menu, to_customer
+from handoff.identities import conversation_of
 from handoff.options import options_for
 from handoff.outcome import Turn
 from handoff.relays import relay_to_agent
 from handoff.repository import Conversation, Line
 from handoff.router import menu_choice, wants_end, wants_human
 from handoff.texts import say
-from shared.events import BotMessage, HandoffRequestCommand, InboundMessage
+from shared.events import BotMessage, HandoffRequestCommand, Identity, InboundMessage
 from shared.phone import maybe_e164
 from shared.profiles import CompanyProfile
 
@@ -24,13 +26,19 @@ log = logging.getLogger("mensajero.handoff")
 
 async def on_customer_message(turn: Turn, profile: CompanyProfile, msg: InboundMessage) -> None:
     conv = await _conversation_of(turn, profile, msg)
+    if conv is None:
+        log.warning("a message from nobody (no phone, no BSUID) ignored: %s", msg.wamid)
+        return
     repo = turn.repo
     case = await repo.get_case(conv.case_code) if conv.case_code else None
     if conv.state != "bot" and (case is None or case.state == "closed"):
         log.warning("conversation pointed at no open case; back to the bot: %s", conv.customer)
         conv.state, conv.case_code, case = "bot", None, None
     if case is None:
-        await _to_the_bot(turn, profile, conv, msg)
+        if quiet(conv, turn.out.now):
+            log.info("the bot is quiet for %s until %s", conv.customer, conv.bot_quiet_until)
+        else:
+            await _to_the_bot(turn, profile, conv, msg)
     elif wants_end(msg.text, options_for(profile).end_phrases):
         await close_case(turn, case, conv, "customer")
     elif case.state == "queued":
@@ -44,27 +52,18 @@ async def on_customer_message(turn: Turn, profile: CompanyProfile, msg: InboundM
 
 async def _conversation_of(
     turn: Turn, profile: CompanyProfile, msg: InboundMessage
-) -> Conversation:
+) -> Conversation | None:
     """The customer's conversation (new on their first message), updated with who they are and
     that they wrote now: what waited for their window goes first, and the transcript grows."""
-    repo = turn.repo
-    who = msg.sender
-    phone = maybe_e164(who.phone)
-    key = phone or who.key
     at = sent_at(msg)
-    conv = await repo.get_conversation(key)
+    conv = await conversation_of(turn, profile, msg.sender, msg.phone_number_id, at)
     if conv is None:
-        conv = await repo.add_conversation(
-            Conversation(key, phone, who.user_id, who.name, msg.phone_number_id, profile.id)
-        )
-    conv.phone = phone or conv.phone
-    conv.user_id = who.user_id or conv.user_id
-    conv.name = who.name or conv.name
+        return None
     conv.phone_number_id = msg.phone_number_id
     if conv.last_inbound_at is None or at > conv.last_inbound_at:
         conv.last_inbound_at = at
-    turn.out.events.extend(await repo.take_held(key))
-    await repo.add_line(key, Line(at, "customer", describe(msg), conv.case_code))
+    turn.out.events.extend(readdressed(conv, await turn.repo.take_held(conv.customer)))
+    await turn.repo.add_line(conv.customer, Line(at, "customer", describe(msg), conv.case_code))
     return conv
 
 
@@ -102,19 +101,14 @@ async def _to_the_bot(
 
 
 async def on_request(turn: Turn, command: HandoffRequestCommand) -> None:
-    """An integration asks for a human on a customer's behalf."""
-    repo = turn.repo
+    """An integration asks for a human on a customer's behalf (by phone or BSUID)."""
     profile = turn.config.profiles.for_number(command.phone_number_id)
-    phone = maybe_e164(command.customer_phone)
-    if phone is None:
-        log.warning("handoff.request with an unreadable phone ignored")
-        return
-    conv = await repo.get_conversation(phone)
+    who = Identity(phone=maybe_e164(command.customer_phone), user_id=command.customer_user_id)
+    number = command.phone_number_id or (profile.phone_number_ids or [""])[0]
+    conv = await conversation_of(turn, profile, who, number, turn.out.now)
     if conv is None:
-        number = command.phone_number_id or (profile.phone_number_ids or [""])[0]
-        conv = await repo.add_conversation(
-            Conversation(phone, phone, None, None, number, profile.id)
-        )
+        log.warning("handoff.request without a readable phone or a BSUID ignored")
+        return
     if conv.state == "bot":
         await open_case(turn, profile, conv, "command")
-        await repo.save_conversation(conv)
+    await turn.repo.save_conversation(conv)

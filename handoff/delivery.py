@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Literal
 
+from handoff.identities import address, display_name, handle
 from handoff.options import HandoffOptions, options_for
 from handoff.outcome import Outcome, Turn
 from handoff.repository import Case, Conversation, Repository, SendRecord
 from handoff.router import CLAIM_PAYLOAD_PREFIX, menu_content, one_line
 from handoff.texts import say
 from shared.events import (
-    Identity,
     MessageFailed,
     MessageSent,
     OutboundContent,
@@ -35,14 +35,6 @@ from shared.window import window_open
 log = logging.getLogger("mensajero.handoff")
 
 Role = Literal["agent", "customer"]
-
-
-def identity(conv: Conversation) -> Identity:
-    return Identity(phone=conv.phone, user_id=conv.user_id, name=conv.name)
-
-
-def address(conv: Conversation) -> str:
-    return conv.phone or conv.user_id or conv.customer
 
 
 def new_command(
@@ -100,6 +92,12 @@ def send_menu(out: Outcome, profile: CompanyProfile, conv: Conversation) -> None
     send(out, address(conv), menu_content(profile), "menu")
 
 
+def readdressed(conv: Conversation, held: list[SendMessage]) -> list[SendMessage]:
+    """Sends held for the customer go where they are now (they may have changed number)."""
+    to = address(conv)
+    return [c if c.to == to else c.model_copy(update={"to": to}) for c in held]
+
+
 def customer_template(options: HandoffOptions, conv: Conversation) -> TemplateContent:
     """The re-engagement template: what reaches a customer outside their window."""
     name = one_line(conv.name or "", 60) or "👋"
@@ -114,7 +112,7 @@ def agent_alert(
     options: HandoffOptions, case: Case, conv: Conversation, last: str
 ) -> TemplateContent:
     """The claim alert: what reaches an agent outside their window; its button claims the case."""
-    who = f"#{case.code} {conv.name or ''} ({conv.phone or conv.user_id or '-'})"
+    who = f"#{case.code} {conv.name or ''} ({handle(conv)})"
     button = {"type": "payload", "payload": CLAIM_PAYLOAD_PREFIX + case.code}
     return TemplateContent(
         name=options.agent_template.name,
@@ -223,7 +221,7 @@ async def on_failed(turn: Turn, failed: MessageFailed) -> None:
                 turn.config.profiles.by_id(case.profile_id),
                 "handoff.agent.delivery_failed",
                 code=case.code,
-                name=conv.name or conv.phone or "-",
+                name=display_name(conv),
                 reason=failed.reason,
             )
             await to_agent(turn, case.agent, TextContent(body=text), case, conv, label="failed")

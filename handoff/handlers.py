@@ -11,15 +11,18 @@ from datetime import datetime
 from handoff import usecases
 from handoff.agents import QuoteNotKnownYet
 from handoff.config import HandoffConfig
+from handoff.identities import ordering_key
 from handoff.metrics import HandoffMetrics
 from handoff.outcome import Outcome
-from handoff.repository import PgRepository, Repository
+from handoff.postgres import PgRepository
+from handoff.repository import Repository
 from shared import timers
 from shared.bus import Delivery, RetryLater
 from shared.db import Connection
 from shared.events import (
     Event,
     HandoffRequestCommand,
+    Identity,
     InboundMessage,
     MessageFailed,
     MessageSent,
@@ -28,6 +31,7 @@ from shared.handlers import HandlerTable
 from shared.logs import fields
 from shared.outbox import Outbox
 from shared.phone import maybe_e164
+from shared.signals import IdentityChanged, MessageEcho
 
 log = logging.getLogger("mensajero.handoff")
 
@@ -108,6 +112,20 @@ async def on_request(deps: Deps, command: HandoffRequestCommand, delivery: Deliv
     await run_use_case(deps, command.event_id, use)
 
 
+async def on_echo(deps: Deps, echo: MessageEcho, delivery: Delivery) -> None:
+    async def use(repo: Repository) -> Outcome:
+        return await usecases.on_echo(deps.config, repo, echo, now=deps.clock())
+
+    await run_use_case(deps, echo.event_id, use)
+
+
+async def on_identity_changed(deps: Deps, change: IdentityChanged, delivery: Delivery) -> None:
+    async def use(repo: Repository) -> Outcome:
+        return await usecases.on_identity_changed(deps.config, repo, change, now=deps.clock())
+
+    await run_use_case(deps, change.event_id, use)
+
+
 async def on_failed(deps: Deps, failed: MessageFailed, delivery: Delivery) -> None:
     async def use(repo: Repository) -> Outcome:
         return await usecases.on_failed(deps.config, repo, failed, now=deps.clock())
@@ -123,11 +141,12 @@ async def on_sent(deps: Deps, sent: MessageSent, delivery: Delivery) -> None:
 
 def customer_key(msg: InboundMessage) -> str:
     """One person's messages run one after another, in arrival order."""
-    return maybe_e164(msg.sender.phone) or msg.sender.key
+    return ordering_key(msg.sender)
 
 
 def requested_key(command: HandoffRequestCommand) -> str:
-    return maybe_e164(command.customer_phone) or command.customer_phone
+    phone = maybe_e164(command.customer_phone)
+    return ordering_key(Identity(phone=phone, user_id=command.customer_user_id))
 
 
 # One replica consumes at a time (the others stand by), so a customer's messages are handled in
@@ -137,6 +156,8 @@ TABLE.on(InboundMessage, on_inbound, key=customer_key)
 TABLE.on(MessageSent, on_sent)
 TABLE.on(MessageFailed, on_failed)
 TABLE.on(HandoffRequestCommand, on_request, key=requested_key)
+TABLE.on(MessageEcho, on_echo, key=lambda echo: ordering_key(echo.customer))
+TABLE.on(IdentityChanged, on_identity_changed, key=lambda change: ordering_key(change.previous))
 
 
 # ------------------------------------------------------------------ background

@@ -7,6 +7,7 @@ Example (YAML)::
         queue_timeout_seconds: 300
         on_queue_timeout: bot          # or: wait
         idle_timeout_seconds: 1800
+        echo_quiet_seconds: 900        # after someone answers from the WhatsApp Business app
         business_hours:                # absent: always open
           mon: ["09:00-13:00", "14:00-18:00"]
           sat: ["10:00-13:00"]
@@ -43,6 +44,9 @@ class HandoffOptions(BaseModel):
 
     queue_timeout_seconds: float | None = None  # None: HANDOFF_QUEUE_TIMEOUT_SECONDS
     idle_timeout_seconds: float | None = None  # None: HANDOFF_IDLE_TIMEOUT_SECONDS
+    # After a person at the business answers from the WhatsApp Business app on the same number
+    # (an echo), the bot is quiet for that customer this long. None: HANDOFF_ECHO_QUIET_SECONDS.
+    echo_quiet_seconds: float | None = Field(default=None, ge=0)
     on_queue_timeout: Literal["bot", "wait"] = "bot"
     # Outside business hours: "close" tells the customer and emails; "queue" also notifies.
     after_hours: Literal["close", "queue"] = "close"

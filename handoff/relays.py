@@ -14,7 +14,6 @@ from handoff.content import (
     location_of,
 )
 from handoff.delivery import (
-    address,
     customer_template,
     new_command,
     send,
@@ -23,6 +22,7 @@ from handoff.delivery import (
     tell,
     to_agent,
 )
+from handoff.identities import address, display_name
 from handoff.options import options_for
 from handoff.outcome import Turn
 from handoff.repository import Case, Conversation, Line
@@ -44,7 +44,7 @@ async def relay_to_agent(turn: Turn, case: Case, conv: Conversation, msg: Inboun
             label=f"relay:{index}",
             source_wamid=msg.wamid,
         )
-    await _keep_active(turn, case)
+    await keep_active(turn, case)
     turn.out.fact("relay", "to_agent", 0.0)
     turn.out.fact("relay_kind", kind)
 
@@ -54,7 +54,7 @@ async def _for_agent(
 ) -> tuple[list[OutboundContent], str]:
     """What the agent gets for ``msg`` (a header, then the content), and the relay's kind."""
     profile = turn.config.profiles.by_id(case.profile_id)
-    values = {"code": case.code, "name": conv.name or conv.phone or "-"}
+    values = {"code": case.code, "name": display_name(conv)}
     kind = msg.message_type
     if msg.reaction is not None:
         # On the agent's own message it was relayed as, when it is one; else told in words.
@@ -110,20 +110,19 @@ async def relay_to_customer(
     )
     if not sent:
         assert case.agent is not None
-        name = conv.name or conv.phone or "-"
-        reply = say(profile, "handoff.agent.customer_window_closed", name=name)
+        reply = say(profile, "handoff.agent.customer_window_closed", name=display_name(conv))
         tell(out, case.agent, reply, "customer-window")
     line = Line(out.now, "agent", text or describe_content(content), case.code)
     await repo.add_line(conv.customer, line)
     if case.first_response_at is None:
         case.first_response_at = out.now
         out.fact("first_response", "", (out.now - case.created_at).total_seconds())
-    await _keep_active(turn, case)
+    await keep_active(turn, case)
     out.fact("relay", "to_customer")
     out.fact("relay_kind", content.kind)
 
 
-async def _keep_active(turn: Turn, case: Case) -> None:
+async def keep_active(turn: Turn, case: Case) -> None:
     """The case had activity now: its idle timer starts again."""
     now = turn.out.now
     case.last_activity_at = now

@@ -1,22 +1,18 @@
-"""Handoff's state behind a port (:class:`Repository`) and its PostgreSQL adapter.
+"""Handoff's state behind a port (:class:`Repository`).
 
 Every method runs inside the caller's transaction (``Outbox.handle_once`` opens it), so a use
-case's state changes and the events it publishes commit together or not at all. The in-memory
-fake for unit tests is ``tests/fakes/handoff.py``.
+case's state changes and the events it publishes commit together or not at all. The PostgreSQL
+adapter is ``handoff.postgres.PgRepository``; the in-memory fake for unit tests is
+``tests/fakes/handoff.py``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-import asyncpg
-
-from shared import timers
-from shared.db import Connection
 from shared.events import SendMessage
 
 ConversationState = Literal["bot", "queued", "active"]
@@ -31,6 +27,10 @@ class ConcurrentUpdate(Exception):
 
 @dataclass
 class Conversation:
+    """One customer's conversation. ``customer`` is its key, set once (from the first
+    identifier handoff saw) and never changed; every identifier the customer is known by finds
+    it (``find_conversation``)."""
+
     customer: str
     phone: str | None
     user_id: str | None
@@ -41,6 +41,12 @@ class Conversation:
     case_code: str | None = None
     last_inbound_at: datetime | None = None
     version: int = 1
+    parent_user_id: str | None = None
+    username: str | None = None
+    # Someone at the business answered from the WhatsApp Business app: the bot is quiet until.
+    bot_quiet_until: datetime | None = None
+    # The last identity change (IdentityChanged): what was sent before it teaches nothing.
+    identity_changed_at: datetime | None = None
 
 
 @dataclass
@@ -92,6 +98,28 @@ class SendRecord:
 
 class Repository(Protocol):
     async def get_conversation(self, customer: str) -> Conversation | None: ...
+    async def find_conversation(
+        self, identifiers: Sequence[str], at: datetime
+    ) -> Conversation | None:
+        """The conversation one of ``identifiers`` names (the first that does, in order), for
+        something sent at ``at``: a retired identifier still names it for what was sent
+        before it was retired (messages in flight), not after."""
+        ...
+
+    async def identifiers_of(self, customer: str) -> dict[str, datetime | None]:
+        """Every identifier of a conversation, with when it was retired (None: current)."""
+        ...
+
+    async def link_identifiers(
+        self, customer: str, identifiers: Sequence[str], *, take: bool = False
+    ) -> None:
+        """``identifiers`` name ``customer`` from now on. One that names another conversation
+        is left to it, unless it was retired there or ``take`` (an identity change moves it)."""
+        ...
+
+    async def retire_identifiers(
+        self, customer: str, identifiers: Sequence[str], at: datetime
+    ) -> None: ...
     async def add_conversation(self, conversation: Conversation) -> Conversation: ...
     async def save_conversation(self, conversation: Conversation) -> None: ...
     async def next_case_number(self) -> int: ...
@@ -119,259 +147,3 @@ class Repository(Protocol):
     async def hold(self, recipient: str, code: str, command: SendMessage) -> bool: ...
     async def take_held(self, recipient: str) -> list[SendMessage]: ...
     async def counts(self) -> dict[str, int]: ...
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-def _conversation(row: asyncpg.Record) -> Conversation:
-    return Conversation(**{f.name: row[f.name] for f in dataclasses.fields(Conversation)})
-
-
-def _case(row: asyncpg.Record) -> Case:
-    return Case(**{f.name: row[f.name] for f in dataclasses.fields(Case)})
-
-
-def _send_record(row: asyncpg.Record) -> SendRecord:
-    values = {f.name: row[f.name] for f in dataclasses.fields(SendRecord)}
-    return SendRecord(**values)
-
-
-class PgRepository:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-
-    async def get_conversation(self, customer: str) -> Conversation | None:
-        row = await self.conn.fetchrow("SELECT * FROM conversations WHERE customer = $1", customer)
-        return _conversation(row) if row else None
-
-    async def add_conversation(self, conversation: Conversation) -> Conversation:
-        c = conversation
-        row = await self.conn.fetchrow(
-            "INSERT INTO conversations (customer, phone, user_id, name, phone_number_id,"
-            " profile_id, state, case_code, last_inbound_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-            " ON CONFLICT (customer) DO NOTHING RETURNING *",
-            c.customer,
-            c.phone,
-            c.user_id,
-            c.name,
-            c.phone_number_id,
-            c.profile_id,
-            c.state,
-            c.case_code,
-            c.last_inbound_at,
-        )
-        if row is None:  # a concurrent first message from the same customer
-            raise ConcurrentUpdate(f"conversation {c.customer} created concurrently")
-        return _conversation(row)
-
-    async def save_conversation(self, conversation: Conversation) -> None:
-        c = conversation
-        done = await self.conn.fetchval(
-            "UPDATE conversations SET phone = $3, user_id = $4, name = $5, phone_number_id = $6,"
-            " profile_id = $7, state = $8, case_code = $9, last_inbound_at = $10,"
-            " version = version + 1, updated_at = now()"
-            " WHERE customer = $1 AND version = $2 RETURNING version",
-            c.customer,
-            c.version,
-            c.phone,
-            c.user_id,
-            c.name,
-            c.phone_number_id,
-            c.profile_id,
-            c.state,
-            c.case_code,
-            c.last_inbound_at,
-        )
-        if done is None:
-            raise ConcurrentUpdate(f"conversation {c.customer} changed concurrently")
-        c.version = done
-
-    async def next_case_number(self) -> int:
-        value = await self.conn.fetchval("SELECT nextval('case_number')")
-        return int(value)
-
-    async def add_case(self, case: Case) -> None:
-        try:
-            async with self.conn.transaction():  # a savepoint: the caller's stays usable
-                await self.conn.execute(
-                    "INSERT INTO cases (code, customer, phone_number_id, profile_id, state,"
-                    " trigger, agent, created_at, last_activity_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    case.code,
-                    case.customer,
-                    case.phone_number_id,
-                    case.profile_id,
-                    case.state,
-                    case.trigger,
-                    case.agent,
-                    case.created_at,
-                    case.last_activity_at,
-                )
-        except asyncpg.UniqueViolationError as error:
-            raise ConcurrentUpdate(f"an open case exists for {case.customer}") from error
-
-    async def get_case(self, code: str) -> Case | None:
-        row = await self.conn.fetchrow("SELECT * FROM cases WHERE code = $1", code)
-        return _case(row) if row else None
-
-    async def claim_case(self, code: str, agent: str, at: datetime) -> Case | None:
-        row = await self.conn.fetchrow(
-            "UPDATE cases SET state = 'active', agent = $2, claimed_at = $3,"
-            " last_activity_at = $3, version = version + 1"
-            " WHERE code = $1 AND state = 'queued' RETURNING *",
-            code,
-            agent,
-            at,
-        )
-        return _case(row) if row else None
-
-    async def save_case(self, case: Case) -> None:
-        done = await self.conn.fetchval(
-            "UPDATE cases SET state = $3, agent = $4, end_reason = $5, claimed_at = $6,"
-            " first_response_at = $7, closed_at = $8, last_activity_at = $9,"
-            " version = version + 1 WHERE code = $1 AND version = $2 RETURNING version",
-            case.code,
-            case.version,
-            case.state,
-            case.agent,
-            case.end_reason,
-            case.claimed_at,
-            case.first_response_at,
-            case.closed_at,
-            case.last_activity_at,
-        )
-        if done is None:
-            raise ConcurrentUpdate(f"case {case.code} changed concurrently")
-        case.version = done
-
-    async def open_cases(self) -> list[Case]:
-        rows = await self.conn.fetch(
-            "SELECT * FROM cases WHERE state <> 'closed' ORDER BY created_at, code"
-        )
-        return [_case(r) for r in rows]
-
-    async def get_agent(self, phone: str) -> Agent:
-        row = await self.conn.fetchrow("SELECT * FROM agents WHERE phone = $1", phone)
-        if row is None:
-            return Agent(phone)
-        return Agent(row["phone"], row["last_inbound_at"], row["current_case"])
-
-    async def save_agent(self, agent: Agent) -> None:
-        await self.conn.execute(
-            "INSERT INTO agents (phone, last_inbound_at, current_case) VALUES ($1, $2, $3)"
-            " ON CONFLICT (phone) DO UPDATE SET last_inbound_at = EXCLUDED.last_inbound_at,"
-            " current_case = EXCLUDED.current_case",
-            agent.phone,
-            agent.last_inbound_at,
-            agent.current_case,
-        )
-
-    async def add_line(self, customer: str, line: Line) -> None:
-        await self.conn.execute(
-            "INSERT INTO messages (customer, case_code, at, author, text)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            customer,
-            line.case_code,
-            line.at,
-            line.author,
-            line.text,
-        )
-
-    async def adopt_last_line(self, customer: str, code: str) -> None:
-        """The message that asked for a human opens the case's transcript."""
-        await self.conn.execute(
-            "UPDATE messages SET case_code = $2 WHERE id = (SELECT max(id) FROM messages"
-            " WHERE customer = $1) AND case_code IS NULL",
-            customer,
-            code,
-        )
-
-    async def last_lines(self, customer: str, limit: int) -> list[Line]:
-        rows = await self.conn.fetch(
-            "SELECT * FROM (SELECT * FROM messages WHERE customer = $1 ORDER BY id DESC LIMIT $2)"
-            " recent ORDER BY id",
-            customer,
-            limit,
-        )
-        return [Line(r["at"], r["author"], r["text"], r["case_code"]) for r in rows]
-
-    async def case_lines(self, code: str) -> list[Line]:
-        rows = await self.conn.fetch(
-            "SELECT * FROM messages WHERE case_code = $1 ORDER BY id", code
-        )
-        return [Line(r["at"], r["author"], r["text"], r["case_code"]) for r in rows]
-
-    async def add_outgoing(self, record: SendRecord) -> None:
-        await self.conn.execute(
-            "INSERT INTO outgoing (command_id, case_code, recipient, role, source_wamid, body)"
-            " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT (command_id) DO NOTHING",
-            record.command_id,
-            record.case_code,
-            record.recipient,
-            record.role,
-            record.source_wamid,
-            record.body,
-        )
-
-    async def set_wamid(self, command_id: str, wamid: str, *, replace: bool = True) -> bool:
-        done = await self.conn.fetchval(
-            "UPDATE outgoing SET wamid = $2 WHERE command_id = $1 AND ($3 OR wamid IS NULL)"
-            " RETURNING true",
-            command_id,
-            wamid,
-            replace,
-        )
-        return bool(done)
-
-    async def outgoing_by_wamid(self, wamid: str) -> SendRecord | None:
-        row = await self.conn.fetchrow("SELECT * FROM outgoing WHERE wamid = $1", wamid)
-        return _send_record(row) if row else None
-
-    async def outgoing_by_command(self, command_id: str) -> SendRecord | None:
-        row = await self.conn.fetchrow("SELECT * FROM outgoing WHERE command_id = $1", command_id)
-        return _send_record(row) if row else None
-
-    async def awaiting_wamid(self, recipient: str) -> bool:
-        """Sent (not held) to ``recipient`` recently, and its wamid not known yet."""
-        found = await self.conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM outgoing o WHERE o.recipient = $1"
-            " AND o.wamid IS NULL AND o.created_at > now() - interval '10 minutes'"
-            " AND NOT EXISTS (SELECT 1 FROM held h WHERE h.body->>'event_id' = o.command_id))",
-            recipient,
-        )
-        return bool(found)
-
-    async def schedule(self, code: str, kind: TimerKind, due_at: datetime) -> None:
-        await timers.schedule(self.conn, code, kind, due_at)
-
-    async def cancel_timers(self, code: str) -> None:
-        await timers.cancel(self.conn, code)
-
-    async def hold(self, recipient: str, code: str, command: SendMessage) -> bool:
-        """Keep a send until ``recipient`` writes; True when nothing was held for them yet."""
-        first = not await self.conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM held WHERE recipient = $1)", recipient
-        )
-        await self.conn.execute(
-            "INSERT INTO held (recipient, case_code, body) VALUES ($1, $2, $3::jsonb)",
-            recipient,
-            code,
-            command.model_dump_json(),
-        )
-        return first
-
-    async def take_held(self, recipient: str) -> list[SendMessage]:
-        rows = await self.conn.fetch(
-            "DELETE FROM held WHERE recipient = $1 RETURNING id, body", recipient
-        )
-        ordered = sorted(rows, key=lambda r: r["id"])
-        return [SendMessage.model_validate(json.loads(r["body"])) for r in ordered]
-
-    async def counts(self) -> dict[str, int]:
-        rows = await self.conn.fetch(
-            "SELECT state, count(*) AS n FROM cases WHERE state <> 'closed' GROUP BY state"
-        )
-        found = {r["state"]: int(r["n"]) for r in rows}
-        return {"queued": found.get("queued", 0), "active": found.get("active", 0)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from shared.phone import InvalidPhone, to_e164
 from shared.settings import DatabaseSettings
@@ -21,6 +21,10 @@ class Settings(DatabaseSettings):
     HANDOFF_QUEUE_TIMEOUT_SECONDS: float = 600.0
     # An active case with no message either way for this long is closed.
     HANDOFF_IDLE_TIMEOUT_SECONDS: float = 3600.0
+    # Someone at the business answered a customer from the WhatsApp Business app (coexistence):
+    # the bot leaves that customer alone this long after each such message (a profile may
+    # override; 0: it does not).
+    HANDOFF_ECHO_QUIET_SECONDS: float = Field(default=1800.0, ge=0)
     # How often each replica looks for due timers and unpublished outbox rows.
     HANDOFF_TIMER_POLL_SECONDS: float = 1.0
     # Outbox rows left unpublished this long (a crash after commit) are published by the relay.

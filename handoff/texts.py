@@ -111,6 +111,26 @@ DEFAULTS: dict[str, str] = {
     ),
     "handoff.agent.not_relayable": "No puedo reenviar ese tipo de mensaje ({kind}).",
     "handoff.agent.no_text": "Tu mensaje está vacío; no envié nada.",
+    "handoff.agent.echo": (
+        "#{code} · Le respondieron a {name} desde la app de WhatsApp Business: {text}"
+    ),
+    "handoff.agent.identity_changed": "#{code} · {note} La conversación sigue en este caso.",
+    # ------------------------------------------------------------------ in the transcript
+    "handoff.transcript.echo": "[desde la app de WhatsApp Business] {text}",
+    "handoff.transcript.system": "[aviso de WhatsApp] {text}",
+    "handoff.identity.user_changed_number": (
+        "{name} cambió su número de WhatsApp ({before} → {after})."
+    ),
+    "handoff.identity.user_changed_user_id": (
+        "{name} cambió su identificador de WhatsApp ({before} → {after})."
+    ),
+    "handoff.identity.user_id_update": (
+        "{name} cambió su identificador de WhatsApp ({before} → {after})."
+    ),
+    "handoff.identity.customer_identity_changed": (
+        "Cambió la identidad de seguridad de WhatsApp de {name} (otro teléfono o una "
+        "reinstalación)."
+    ),
 }
 
 

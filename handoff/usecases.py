@@ -4,20 +4,28 @@ Each builds the :class:`~handoff.outcome.Outcome` of one event over the reposito
 bus handlers run them in the event's transaction (``handoff.handlers``) and the unit tests on
 the in-memory repository. The use cases themselves live by actor and lifecycle:
 ``customers`` (customers and the bot), ``agents`` (agents' messages and commands), ``cases``
-(open, claim, close), ``relays`` (both ways), ``timers``, and ``delivery`` (the shared "send now
-or hold until the window opens" step, and what the sender reports back).
+(open, claim, close), ``relays`` (both ways), ``timers``, ``identity_changes`` (a customer's new
+phone or BSUID, and WhatsApp's system messages), ``coexistence`` (echoes of the WhatsApp
+Business app), and ``delivery`` (the shared "send now or hold until the window opens" step, and
+what the sender reports back). ``identities`` says which conversation an identifier names.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from handoff import agents, customers, delivery, timers
+from handoff import agents, coexistence, customers, delivery, identity_changes, timers
 from handoff.config import HandoffConfig
 from handoff.outcome import Outcome, Turn
 from handoff.repository import Repository
-from shared.events import HandoffRequestCommand, InboundMessage, MessageFailed, MessageSent
+from shared.events import (
+    HandoffRequestCommand,
+    InboundMessage,
+    MessageFailed,
+    MessageSent,
+)
 from shared.phone import maybe_e164
+from shared.signals import IdentityChanged, MessageEcho
 from shared.timers import Timer
 
 
@@ -34,7 +42,9 @@ async def on_inbound(
     out = Outcome(msg.event_id, now, wait_for_quotes=wait_for_quotes)
     turn = Turn(config, repo, out)
     sender = maybe_e164(msg.sender.phone)
-    if sender is not None and config.is_agent(sender):
+    if msg.message_type == "system":  # WhatsApp's notice, not the person's words
+        await identity_changes.on_system_message(turn, msg)
+    elif sender is not None and config.is_agent(sender):
         await agents.on_agent_message(turn, sender, msg)
     else:
         profile = config.profiles.for_number(msg.phone_number_id)
@@ -47,6 +57,22 @@ async def on_request(
 ) -> Outcome:
     out = Outcome(command.event_id, now)
     await customers.on_request(Turn(config, repo, out), command)
+    return out
+
+
+async def on_echo(
+    config: HandoffConfig, repo: Repository, echo: MessageEcho, *, now: datetime
+) -> Outcome:
+    out = Outcome(echo.event_id, now)
+    await coexistence.on_echo(Turn(config, repo, out), echo)
+    return out
+
+
+async def on_identity_changed(
+    config: HandoffConfig, repo: Repository, change: IdentityChanged, *, now: datetime
+) -> Outcome:
+    out = Outcome(change.event_id, now)
+    await identity_changes.on_identity_changed(Turn(config, repo, out), change)
     return out
 
 

@@ -92,6 +92,16 @@ class Identity(Model):
         """A stable key for the person: the phone when known, else the business-scoped id."""
         return self.phone or self.user_id or self.wa_id or "unknown"
 
+    @property
+    def handle(self) -> str | None:
+        """How a person at the business recognises the user besides their name: the phone, or
+        where Meta hides it, the username (``@ana``), else the BSUID (or parent BSUID)."""
+        if self.phone:
+            return self.phone
+        if self.username:
+            return self.username if self.username.startswith("@") else f"@{self.username}"
+        return self.user_id or self.parent_user_id or self.wa_id
+
 
 class MessageContext(Model):
     """What an inbound message replies to or where it came from."""

@@ -400,7 +400,10 @@ class HandoffRequestCommand(Event):
     type: Literal["handoff.request"] = "handoff.request"
 
     phone_number_id: str | None = None
-    customer_phone: str
+    # The customer's phone, or their BSUID (``customer_user_id``) for one who hides it; at
+    # least one of the two (a command with neither is ignored, and logged).
+    customer_phone: str | None = None
+    customer_user_id: str | None = None
     reason: str | None = None
 
 

@@ -1,12 +1,13 @@
 """Handoff's repository in memory, for the unit tests of its use cases (tests/handoff).
 
-The same behaviour as ``handoff.repository.PgRepository``, which tests/handoff/test_repository_pg
+The same behaviour as ``handoff.postgres.PgRepository``, which tests/handoff/test_repository_pg
 checks against PostgreSQL; version conflicts raise ``ConcurrentUpdate`` as it does.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -28,6 +29,8 @@ class FakeRepository:
     """The same behaviour in memory, for unit tests of the handlers."""
 
     conversations: dict[str, Conversation] = field(default_factory=dict)
+    # identifier -> (conversation key, retired at)
+    identifiers: dict[str, tuple[str, datetime | None]] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)
     agents: dict[str, Agent] = field(default_factory=dict)
     lines: list[tuple[str, Line]] = field(default_factory=list)
@@ -39,6 +42,34 @@ class FakeRepository:
     async def get_conversation(self, customer: str) -> Conversation | None:
         found = self.conversations.get(customer)
         return dataclasses.replace(found) if found else None
+
+    async def find_conversation(
+        self, identifiers: Sequence[str], at: datetime
+    ) -> Conversation | None:
+        for identifier in identifiers:
+            customer, retired_at = self.identifiers.get(identifier, ("", None))
+            if customer and (retired_at is None or retired_at >= at):
+                return await self.get_conversation(customer)
+        return None
+
+    async def identifiers_of(self, customer: str) -> dict[str, datetime | None]:
+        return {i: retired for i, (c, retired) in self.identifiers.items() if c == customer}
+
+    async def link_identifiers(
+        self, customer: str, identifiers: Sequence[str], *, take: bool = False
+    ) -> None:
+        for identifier in identifiers:
+            found = self.identifiers.get(identifier)
+            if found is None or found[1] is not None or (take and found[0] != customer):
+                self.identifiers[identifier] = (customer, None)
+
+    async def retire_identifiers(
+        self, customer: str, identifiers: Sequence[str], at: datetime
+    ) -> None:
+        for identifier in identifiers:
+            owner, retired_at = self.identifiers.get(identifier, ("", None))
+            if owner == customer and retired_at is None:
+                self.identifiers[identifier] = (customer, at)
 
     async def add_conversation(self, conversation: Conversation) -> Conversation:
         if conversation.customer in self.conversations:

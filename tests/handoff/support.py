@@ -37,6 +37,7 @@ from shared.events import (
     stable_id,
 )
 from shared.phone import digits
+from shared.signals import IdentityChange, IdentityChanged, MessageEcho
 from shared.timers import Timer
 from tests.helpers import wait_for
 
@@ -47,10 +48,13 @@ CUSTOMER = "+5491155550001"
 
 
 def inbound(
-    phone: str,
+    phone: str | None,
     text: str | None = None,
     *,
     name: str | None = "Juan Pérez",
+    user_id: str | None = None,
+    username: str | None = None,
+    system: dict[str, Any] | None = None,
     wamid: str | None = None,
     quoting: str | None = None,
     reply_id: str | None = None,
@@ -73,13 +77,52 @@ def inbound(
         wamid=wamid,
         timestamp=at or datetime.now(UTC),
         message_type=kind,
-        sender=Identity(phone=phone, wa_id=digits(phone), name=name),
+        sender=Identity(
+            phone=phone,
+            wa_id=digits(phone) if phone else None,
+            user_id=user_id,
+            name=name,
+            username=username,
+        ),
         text=text,
+        system=system,
         reply=Reply(kind=reply_kind, id=reply_id, title=text) if reply_id else None,
         context=MessageContext(message_id=quoting) if quoting else None,
         media=media,
         location=location,
         reaction=reaction,
+    )
+
+
+def echo(customer: Identity, text: str, *, at: datetime | None = None) -> MessageEcho:
+    """What someone at the business wrote ``customer`` from the WhatsApp Business app."""
+    wamid = f"wamid.echo.{uuid.uuid4().hex}"
+    return MessageEcho(
+        event_id=stable_id("echo", wamid),
+        phone_number_id=PHONE_NUMBER_ID,
+        wamid=wamid,
+        timestamp=at or datetime.now(UTC),
+        message_type="text",
+        customer=customer,
+        text=text,
+    )
+
+
+def identity_changed(
+    change: IdentityChange,
+    previous: Identity,
+    current: Identity,
+    *,
+    at: datetime | None = None,
+) -> IdentityChanged:
+    when = at or datetime.now(UTC)
+    return IdentityChanged(
+        event_id=stable_id("identity", change, previous.key, current.key, when.isoformat()),
+        phone_number_id=PHONE_NUMBER_ID,
+        change=change,
+        previous=previous,
+        current=current,
+        timestamp=when,
     )
 
 
@@ -108,6 +151,12 @@ class Core:
 
     async def on_sent(self, repo: Repository, sent: MessageSent) -> bool:
         return await usecases.on_sent(repo, sent)
+
+    async def on_echo(self, repo: Repository, event: MessageEcho) -> Outcome:
+        return await usecases.on_echo(self.config, repo, event, now=self.clock())
+
+    async def on_identity_changed(self, repo: Repository, change: IdentityChanged) -> Outcome:
+        return await usecases.on_identity_changed(self.config, repo, change, now=self.clock())
 
 
 def wamid_of(command: SendMessage) -> str:

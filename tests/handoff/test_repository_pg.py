@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 from handoff.config import HandoffConfig
 from handoff.handlers import TABLE, Deps, fire_due_timers
 from handoff.metrics import HandoffMetrics
-from handoff.repository import Case, ConcurrentUpdate, Conversation, PgRepository, SendRecord
+from handoff.postgres import PgRepository
+from handoff.repository import Case, ConcurrentUpdate, Conversation, SendRecord
 from shared import timers
 from shared.bus import Bus
 from shared.db import Pool, load_migrations
@@ -20,6 +21,7 @@ from shared.events import MessageSent
 from shared.outbox import Outbox
 from shared.profiles import Profiles
 from shared.resources import Database
+from tests.fakes.handoff import FakeRepository
 from tests.handoff.support import AGENT, CUSTOMER, Core, drop_handoff_queue
 
 pytestmark = pytest.mark.integration
@@ -174,5 +176,59 @@ async def test_timers_of_a_schema_from_before_the_shared_timers_keep_their_cases
     try:
         [timer] = await timers.due(upgraded.pool, NOW)
         assert (timer.subject, timer.kind, timer.due_at) == ("K1", "queue", NOW)
+    finally:
+        await upgraded.close()
+
+
+async def test_identifiers_find_link_and_retire_as_the_fake_does(pool: Pool) -> None:
+    """The same answers from PostgreSQL and from the in-memory fake the unit tests use."""
+    later = NOW + timedelta(hours=1)
+    async with pool.acquire() as conn, conn.transaction():
+        for repo in (PgRepository(conn), FakeRepository()):
+            for key in ("K1", "K2"):
+                await repo.add_conversation(Conversation(key, None, None, None, "1", "default"))
+            await repo.link_identifiers("K1", ["AR.1", "+5491155550001"])
+            await repo.link_identifiers("K2", ["+5491155550001", "AR.2"])  # the phone stays K1's
+            found = await repo.find_conversation(["+5491155550001"], NOW)
+            assert found is not None and found.customer == "K1"
+            assert await repo.identifiers_of("K2") == {"AR.2": None}
+
+            await repo.retire_identifiers("K1", ["+5491155550001"], NOW)
+            before = await repo.find_conversation(["AR.9", "+5491155550001"], NOW)
+            assert before is not None and before.customer == "K1"  # sent before: in flight
+            assert await repo.find_conversation(["+5491155550001"], later) is None
+            await repo.link_identifiers("K2", ["+5491155550001"])  # a retired one is free
+            after = await repo.find_conversation(["+5491155550001"], later)
+            assert after is not None and after.customer == "K2"
+
+            await repo.link_identifiers("K1", ["AR.2"])  # someone else's: left alone
+            assert (await repo.identifiers_of("K2"))["AR.2"] is None
+            await repo.link_identifiers("K1", ["AR.2"], take=True)  # an identity change
+            assert await repo.identifiers_of("K1") == {"AR.1": None, "AR.2": None}
+
+
+async def test_conversations_of_a_schema_from_before_keep_their_identifiers(
+    database_url: str, db_schema: str
+) -> None:
+    """A deployment from before 0003: its conversations are found by key, phone and BSUID."""
+    migrations = load_migrations("handoff")
+    early = Database(database_url, db_schema, migrations[:2])
+    await early.start()
+    try:
+        await early.pool.execute(
+            "INSERT INTO conversations (customer, phone, user_id, phone_number_id, profile_id)"
+            " VALUES ($1, $1, 'AR.7', '1', 'default')",
+            CUSTOMER,
+        )
+    finally:
+        await early.close()
+    upgraded = Database(database_url, db_schema, migrations)
+    await upgraded.start()
+    try:
+        async with upgraded.pool.acquire() as conn:
+            repo = PgRepository(conn)
+            for identifier in (CUSTOMER, "AR.7"):
+                found = await repo.find_conversation([identifier], NOW)
+                assert found is not None and found.customer == CUSTOMER
     finally:
         await upgraded.close()

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 
-from handoff.config import HandoffConfig
-from handoff.outcome import Outcome
 from sender.validation import Prepared, prepare
 from shared.events import (
     BotMessage,
     ButtonsContent,
-    Event,
     HandoffClaimed,
     HandoffClosed,
     HandoffRequestCommand,
     HandoffRequested,
     HandoffUnattended,
-    InboundMessage,
     Location,
     LocationContent,
     Media,
@@ -31,73 +25,9 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
-from shared.profiles import CompanyProfile, Profiles
-from shared.timers import Timer
-from tests.fakes.handoff import FakeRepository
-from tests.handoff.support import AGENT, AGENT2, CUSTOMER, Core, body, inbound, wamid_of
-
-MONDAY_NOON = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime = MONDAY_NOON) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
-class World:
-    """A core on a fake repository; every send is 'accepted' with a known wamid."""
-
-    def __init__(
-        self,
-        *,
-        agents: Sequence[str] = (AGENT,),
-        profile: CompanyProfile | None = None,
-        bot_mode: str = "menu",
-    ) -> None:
-        self.clock = Clock()
-        self.repo = FakeRepository()
-        profiles = Profiles(profiles=[profile or CompanyProfile()])
-        self.core = Core(HandoffConfig(profiles, list(agents), 600, 3600, bot_mode), self.clock)
-        self.events: list[Event] = []
-
-    async def _record(self, outcome: Outcome) -> list[Event]:
-        for event in outcome.events:
-            if isinstance(event, SendMessage):
-                await self.repo.set_wamid(event.event_id, wamid_of(event))
-        self.events.extend(outcome.events)
-        return outcome.events
-
-    async def says(self, phone: str, text: str | None = None, **kw: Any) -> list[Event]:
-        kw.setdefault("at", self.clock.now)
-        msg: InboundMessage = inbound(phone, text, **kw)
-        return await self._record(await self.core.on_inbound(self.repo, msg))
-
-    async def fire(self, code: str, kind: str) -> list[Event]:
-        timer = Timer(1, code, kind, self.clock.now)
-        return await self._record(await self.core.on_timer(self.repo, timer))
-
-    def sends(self, to: str, events: Sequence[Event] | None = None) -> list[SendMessage]:
-        found = events if events is not None else self.events
-        return [e for e in found if isinstance(e, SendMessage) and e.to == to]
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def open_agent_window(self, agent: str = AGENT) -> None:
-        await self.says(agent, "/ayuda", name="Agente")
-
-    async def active_case(self, agent: str = AGENT) -> str:
-        await self.open_agent_window(agent)
-        await self.says(CUSTOMER, "quiero un humano")
-        code: str = self.of(HandoffRequested)[-1].case_code
-        await self.says(agent, f"#{code} hola, te atiendo", name="Agente")
-        return code
+from shared.profiles import CompanyProfile
+from tests.handoff.support import AGENT, AGENT2, CUSTOMER, body, inbound, wamid_of
+from tests.handoff.world import World
 
 
 async def test_agent_with_closed_window_gets_the_template_with_a_claim_button() -> None:
