@@ -188,11 +188,11 @@ async def test_nul_and_oversized_values_reach_every_consumer_and_are_handled(
         database_url, server_settings={"search_path": system.schema("handoff")}
     )
     try:
-        name = await handoff.fetchval(
-            "SELECT name FROM conversations WHERE customer = $1", CUSTOMER
-        )
+        name = await handoff.fetchval("SELECT name FROM conversations WHERE phone = $1", CUSTOMER)
         text = await handoff.fetchval(
-            "SELECT text FROM messages WHERE customer = $1 AND author = 'customer'", CUSTOMER
+            "SELECT text FROM messages WHERE author = 'customer' AND customer ="
+            " (SELECT customer FROM conversations WHERE phone = $1)",
+            CUSTOMER,
         )
     finally:
         await handoff.close()
