@@ -25,23 +25,37 @@ def _transcript_lines(lines: Sequence[TranscriptLine], texts: Texts, tz: tzinfo)
     ]
 
 
+def _values(
+    event: HandoffUnattended | HandoffClosed, profile: CompanyProfile, texts: Texts
+) -> dict[str, str]:
+    return {
+        "company": profile.name,
+        "case_code": event.case_code,
+        "customer": customer_name(event.customer, texts),
+    }
+
+
+def _case(event: HandoffUnattended | HandoffClosed, texts: Texts) -> list[tuple[str, str | None]]:
+    """The rows that say whose case it is."""
+    customer = event.customer
+    return [
+        (texts.get("label.customer"), customer.name),
+        (texts.get("label.phone"), customer.phone or customer.user_id),
+        (texts.get("label.case_code"), event.case_code),
+    ]
+
+
 def render_unattended(
     event: HandoffUnattended, profile: CompanyProfile, texts: Texts, tz: tzinfo
 ) -> Rendered:
     mine = texts.for_profile(profile)
     t = mine.get
-    values = {
-        "company": profile.name,
-        "case_code": event.case_code,
-        "customer": customer_name(event.customer, mine),
-    }
+    values = _values(event, profile, mine)
     subject = t(f"handoff.{event.reason}.subject", **values)
     body = Body().paragraph(t(f"handoff.{event.reason}.intro", **values))
     body.table(
         [
-            (t("label.customer"), event.customer.name),
-            (t("label.phone"), event.customer.phone or event.customer.user_id),
-            (t("label.case_code"), event.case_code),
+            *_case(event, mine),
             (t("label.requested_at"), when(event.occurred_at, tz)),
         ]
     )
@@ -58,18 +72,12 @@ def render_transcript(
 ) -> Rendered:
     mine = texts.for_profile(profile)
     t = mine.get
-    values = {
-        "company": profile.name,
-        "case_code": event.case_code,
-        "customer": customer_name(event.customer, mine),
-    }
+    values = _values(event, profile, mine)
     subject = t("transcript.subject", **values)
     body = Body().paragraph(t("transcript.intro", **values))
     body.table(
         [
-            (t("label.customer"), event.customer.name),
-            (t("label.phone"), event.customer.phone or event.customer.user_id),
-            (t("label.case_code"), event.case_code),
+            *_case(event, mine),
             (t("label.agent"), event.agent_phone),
             (t("label.end_reason"), t(f"end_reason.{event.end_reason}")),
             (t("label.last_at"), when(event.occurred_at, tz)),

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from typing import Any
 
 from notifier.body import Rendered
 from notifier.deps import Deps
@@ -152,37 +153,42 @@ async def _failed(
 def _log_sent(stored: StoredEmail, mail: Email, result: SendResult, attempt: int) -> None:
     log.info(
         "email sent",
-        extra=fields(
-            provider="ses",
-            kind=stored.kind,
-            key=stored.key,
+        extra=_mail_fields(
+            stored,
+            mail,
             message_id=result.message_id,
             status_code=result.status_code,
             request_id=result.request_id,
-            subject=mail.subject,
             attempts=attempt,
             correlation_id=stored.correlation_id,
-            **{"from": mail.sender, "to": ",".join(mail.to)},
         ),
     )
 
 
 def _log_failure(stored: StoredEmail, mail: Email, error: MailError, attempt: int) -> None:
-    level = logging.WARNING if error.retryable else logging.ERROR
     log.log(
-        level,
-        "email send failed" if not error.retryable else "email send failed, will retry",
-        extra=fields(
-            provider="ses",
-            kind=stored.kind,
-            key=stored.key,
+        logging.WARNING if error.retryable else logging.ERROR,
+        "email send failed, will retry" if error.retryable else "email send failed",
+        extra=_mail_fields(
+            stored,
+            mail,
             error_type=error.error_type,
             message=error.message,
             request_id=error.request_id,
             status_code=error.status_code,
             retryable=error.retryable,
             attempt=attempt,
-            subject=mail.subject,
-            **{"from": mail.sender, "to": ",".join(mail.to)},
         ),
+    )
+
+
+def _mail_fields(stored: StoredEmail, mail: Email, **specific: Any) -> dict[str, Any]:
+    """The fields of a send's log line: which mail, what happened, and to whom."""
+    return fields(
+        provider="ses",
+        kind=stored.kind,
+        key=stored.key,
+        **specific,
+        subject=mail.subject,
+        **{"from": mail.sender, "to": ",".join(mail.to)},
     )

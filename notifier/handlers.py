@@ -1,12 +1,13 @@
 """The notifier's handler table: one entry per event type it consumes, each to its use case
-(``reports``: the operators' mail; ``company``: a profile's mail; ``feedback``: SES's)."""
+(``reports``: the operators' mail; ``alerts``: Meta's signals that need the operators;
+``company``: a profile's mail; ``feedback``: SES's)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from notifier import company, feedback, reports
+from notifier import alerts, company, feedback, reports
 from notifier.deps import Deps
 from notifier.domain import ErrorInfo, from_webhook_errors
 from shared.bus import Delivery
@@ -22,6 +23,12 @@ from shared.events import (
     WebhookErrors,
 )
 from shared.handlers import HandlerTable
+from shared.signals import (
+    AccountUpdate,
+    PhoneNumberQuality,
+    TemplateCategoryUpdate,
+    TemplateStatusUpdate,
+)
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Deps, E, Delivery], Awaitable[None]]
@@ -50,6 +57,10 @@ TABLE: HandlerTable[Deps] = HandlerTable("notifier")
 TABLE.on(ErrorReported, use_case(on_error_reported))
 TABLE.on(WebhookErrors, use_case(on_webhook_errors))
 TABLE.on(EmailQueued, use_case(reports.on_queued))
+TABLE.on(AccountUpdate, use_case(alerts.on_account_update))
+TABLE.on(PhoneNumberQuality, use_case(alerts.on_phone_number_quality))
+TABLE.on(TemplateStatusUpdate, use_case(alerts.on_template_status))
+TABLE.on(TemplateCategoryUpdate, use_case(alerts.on_template_category))
 TABLE.on(HandoffUnattended, use_case(company.on_unattended))
 TABLE.on(HandoffClosed, use_case(company.on_closed))
 TABLE.on(EmailBounced, use_case(feedback.on_bounce))

@@ -1,5 +1,6 @@
-"""The operators' mail under storm control: each occurrence counted in its digest, the first of a
-window mailed at once (while the per-minute cap allows), and a digest mail when the window ends.
+"""The operators' mail under storm control: each occurrence (an error, or an alert on one of
+Meta's signals) counted in its digest, the first of a window mailed at once (while the
+per-minute cap allows), and a digest mail when the window ends.
 """
 
 from __future__ import annotations
@@ -7,13 +8,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 
+from notifier.alert_mail import render_alert
+from notifier.body import Rendered
 from notifier.delivery import deliver, email
 from notifier.deps import Deps
 from notifier.domain import DigestEntry, ErrorInfo, plan_digest_mails
 from notifier.report_mail import render_digest, render_error
 from notifier.repository import Repository
+from notifier.texts import Texts
 from shared.db import Connection
 from shared.events import EmailQueued, Event, stable_id
 from shared.logs import fields
@@ -52,10 +56,14 @@ async def report(deps: Deps, info: ErrorInfo) -> Reported:
         )
         if capacity <= 0:
             return []
-        rendered = render_error(info, config.texts, config.tz)
+        rendered = render_occurrence(info, config.texts, config.tz)
         mail = email(config.operator_sender, config.operator_recipients, config.reply_to, rendered)
         await repo.add_email(
-            key=info.event_id, kind="error", email=mail, now=now, correlation_id=info.correlation_id
+            key=info.event_id,
+            kind=info.kind,
+            email=mail,
+            now=now,
+            correlation_id=info.correlation_id,
         )
         await repo.mark_reported(folded.digest_id)
         mailed = True
@@ -65,6 +73,12 @@ async def report(deps: Deps, info: ErrorInfo) -> Reported:
     if mailed or not first_time:
         await deliver(deps, info.event_id, expected=mailed)
     return Reported(first_time=first_time, mailed=mailed)
+
+
+def render_occurrence(info: ErrorInfo, texts: Texts, tz: tzinfo) -> Rendered:
+    if info.alert is not None:
+        return render_alert(info.alert, info.occurred_at, texts, tz)
+    return render_error(info, texts, tz)
 
 
 async def on_error(deps: Deps, info: ErrorInfo) -> None:

@@ -8,16 +8,17 @@ statement. What is old goes through ``shared.retention`` (:data:`PRUNING`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from notifier.domain import DigestEntry, ErrorInfo
+from notifier.domain import Alert, DigestEntry, ErrorInfo
 from notifier.mailer import Email
 from shared.db import Connection
 
 # The operators' mail, which ERROR_MAILS_PER_MINUTE caps.
-OPERATOR_KINDS = ("error", "digest")
+OPERATOR_KINDS = ("error", "alert", "digest")
 # Serialises the per-minute decision on operator mails across handlers and replicas.
 CAP_LOCK = "notifier:error-mail-cap"
 MAX_CORRELATION_IDS = 10
@@ -146,6 +147,7 @@ def _entry(row: Any, stat: Any) -> DigestEntry:
         first_at=stat["first_at"] if stat else row["opened_at"],
         last_at=stat["last_at"] if stat else row["opened_at"],
         correlation_ids=tuple(stat["correlation_ids"] or ()) if stat else (),
+        alert=Alert.from_json(json.loads(row["alert"])) if row["alert"] else None,
     )
 
 
@@ -276,7 +278,8 @@ class PgRepository:
             opened = True
             digest_id = await self.conn.fetchval(
                 "INSERT INTO error_digests (fingerprint, service, error_type, message, meta_code,"
-                " phone_number_id, opened_at, due_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " phone_number_id, opened_at, due_at, alert)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)"
                 " ON CONFLICT (fingerprint) WHERE status = 'open' DO NOTHING RETURNING id",
                 info.fingerprint,
                 info.service,
@@ -286,6 +289,7 @@ class PgRepository:
                 info.phone_number_id,
                 now,
                 now + timedelta(seconds=window),
+                json.dumps(info.alert.to_json()) if info.alert else None,
             )
             if digest_id is None:
                 opened = False

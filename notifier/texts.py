@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from notifier.alert_texts import ALERT_TEXTS
 from shared.profiles import CompanyProfile
 
-DEFAULT_TEXTS: dict[str, str] = {
+MAIL_TEXTS: dict[str, str] = {
     # error reports
     "error.subject": "[Mensajero] Error en {service}: {error_type}",
     "error.intro": "Se produjo un error en el servicio {service}.",
@@ -84,6 +85,7 @@ DEFAULT_TEXTS: dict[str, str] = {
     "times.one": "1 vez",
     "times.other": "{count} veces",
 }
+DEFAULT_TEXTS: dict[str, str] = {**MAIL_TEXTS, **ALERT_TEXTS}
 
 
 class Texts:
@@ -99,6 +101,19 @@ class Texts:
         except (KeyError, IndexError, ValueError):
             return template
 
+    def fill(self, key: str, values: Mapping[str, str]) -> str:
+        """The text with ``values``; a placeholder without a value reads as ``unknown``."""
+        template = self._overrides.get(key, DEFAULT_TEXTS.get(key, key))
+        try:
+            return template.format_map(_OrUnknown(values, self.get("unknown")))
+        except (IndexError, ValueError):
+            return template
+
+    def name(self, family: str, code: str) -> str:
+        """Meta's ``code`` in words (the text ``<family>.<code>``), or the code as Meta sent it."""
+        key = f"{family}.{code}"
+        return self.get(key) if key in self._overrides or key in DEFAULT_TEXTS else code
+
     def times(self, n: int) -> str:
         """'1 vez', '1.000 veces'."""
         return self.get("times.one" if n == 1 else "times.other", count=number(n))
@@ -109,6 +124,15 @@ class Texts:
             k.removeprefix("email."): v for k, v in profile.texts.items() if k.startswith("email.")
         }
         return Texts({**self._overrides, **mine})
+
+
+class _OrUnknown(dict[str, str]):
+    def __init__(self, values: Mapping[str, str], unknown: str) -> None:
+        super().__init__(values)
+        self.unknown = unknown
+
+    def __missing__(self, key: str) -> str:
+        return self.unknown
 
 
 class TextsError(Exception):
