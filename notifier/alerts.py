@@ -74,7 +74,10 @@ def account_alert(event: AccountUpdate, texts: Texts, tz: tzinfo) -> Alert | Non
 def _restrictions(value: Any, texts: Texts, tz: tzinfo) -> str | None:
     found = []
     for item in value if isinstance(value, list) else []:
-        restriction = texts.name("restriction", str(_dict(item).get("restriction_type")))
+        kind = _dict(item).get("restriction_type")
+        if not kind:
+            continue
+        restriction = texts.name("restriction", str(kind))
         until = _moment(_dict(item).get("expiration"), tz)
         found.append(
             texts.get("restriction.until", restriction=restriction, until=until)
@@ -91,7 +94,7 @@ def quality_alert(event: PhoneNumberQuality, texts: Texts) -> Alert | None:
     return _alert(
         kind,
         [
-            ("number", event.display_phone_number or texts.get("unknown")),
+            ("number", event.display_phone_number),
             ("meta_event", event.event),
             ("old_limit", texts.name("tier", event.old_limit) if event.old_limit else None),
             (
