@@ -19,13 +19,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from notifier.app import create_app, queue_spec
-from notifier.mailer import FakeMailer
+from notifier.app import create_app
+from notifier.bootstrap import Adapters
+from notifier.handlers import TABLE
 from notifier.settings import Settings
 from shared.bus import Bus
 from shared.db import drop_schema
 from shared.events import ErrorReported, HandoffUnattended, Identity
 from shared.ops import REGISTRY_KEY
+from tests.fakes.notifier import FakeMailer
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -61,7 +63,7 @@ async def run() -> dict[str, float]:
         DB_POOL_SIZE=20,
     )
     mailer = FakeMailer()
-    app = create_app(settings, mailer=mailer)
+    app = create_app(settings, Adapters(mailer=mailer))
     bus = Bus(RABBITMQ_URL, prefix)
     await bus.connect()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -96,7 +98,7 @@ async def run() -> dict[str, float]:
         mails = MAILS / (time.monotonic() - started)
     finally:
         await runner.cleanup()
-        await bus.delete_topology([queue_spec()])
+        await bus.delete_topology([TABLE.spec()])
         await bus.close()
         await drop_schema(DATABASE_URL, schema)
         profiles.unlink()

@@ -6,7 +6,7 @@ import sys
 
 from notifier.app import create_app
 from notifier.settings import Settings
-from notifier.templates import TextsError
+from notifier.texts import TextsError
 from shared.profiles import ProfileError
 from shared.service import run
 

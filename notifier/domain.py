@@ -1,4 +1,5 @@
-"""What the notifier reasons about: an error occurrence, and a digest of identical ones."""
+"""What the notifier reasons about: an occurrence for the operators (an error, or one of Meta's
+signals that needs them: an :class:`Alert`), and a digest of identical ones."""
 
 from __future__ import annotations
 
@@ -8,10 +9,49 @@ from typing import Any
 
 from shared.events import ErrorReported, WebhookErrors, stable_id
 
+# Every kind of alert (its texts are alert.<kind>.*; notifier.alerts decides which applies).
+ALERT_KINDS = (
+    "account.restricted",
+    "account.disabled",
+    "account.violation",
+    "account.offboarded",
+    "quality.flagged",
+    "quality.limit",
+    "template.paused",
+    "template.disabled",
+    "template.rejected",
+    "template.marketing",
+)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One of Meta's signals an operator must act on, in words: its ``kind`` (which names its
+    texts, ``alert.<kind>.*``) and the facts its mail shows (``label.<fact>``, value), in order.
+    Identical alerts (the same kind and facts) fold into one digest."""
+
+    kind: str
+    facts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def values(self) -> dict[str, str]:
+        return dict(self.facts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "facts": [list(fact) for fact in self.facts]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Alert | None:
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+            return None
+        facts = tuple((str(k), str(v)) for k, v in data.get("facts") or ())
+        return cls(kind=data["kind"], facts=facts)
+
 
 @dataclass(frozen=True)
 class ErrorInfo:
-    """One error occurrence, from an ``error.reported`` event or a Meta webhook error."""
+    """One occurrence for the operators: an ``error.reported`` event, a Meta webhook error, or
+    (with ``alert``) one of Meta's signals that needs them."""
 
     event_id: str
     service: str
@@ -22,11 +62,20 @@ class ErrorInfo:
     phone_number_id: str | None = None
     correlation_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    alert: Alert | None = None
 
     @property
     def fingerprint(self) -> str:
+        if self.alert is not None:
+            facts = (f"{name}={value}" for name, value in self.alert.facts)
+            return stable_id("alert", self.alert.kind, *facts)
         # The same recipe as ErrorReported.fingerprint, so both sources fold together.
         return stable_id(self.service, self.error_type, str(self.meta_code), self.message)
+
+    @property
+    def kind(self) -> str:
+        """The kind of its mail (``notifier_emails_sent_total{kind}``)."""
+        return "error" if self.alert is None else "alert"
 
     @classmethod
     def from_event(cls, event: ErrorReported) -> ErrorInfo:
@@ -85,6 +134,7 @@ class DigestEntry:
     first_at: datetime
     last_at: datetime
     correlation_ids: tuple[str, ...] = ()
+    alert: Alert | None = None
 
     @property
     def unreported(self) -> int:

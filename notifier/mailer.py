@@ -1,4 +1,4 @@
-"""The Mailer port, its Amazon SES adapter (aioboto3 ``sesv2``) and a fake for tests.
+"""The Mailer port and its Amazon SES adapter (aioboto3 ``sesv2``); the fake is in tests/fakes.
 
 The adapter makes one attempt per call (botocore's own retries are off): pacing and retrying
 throttled sends with backoff is the caller's job, so every attempt is logged and counted.
@@ -6,18 +6,24 @@ throttled sends with backoff is the caller's job, so every attempt is logged and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import itertools
+import logging
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aioboto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.logs import fields
+
 if TYPE_CHECKING:
     from notifier.settings import Settings
+
+log = logging.getLogger("mensajero.notifier")
 
 # SES error codes worth another try later; anything else with a 4xx status is permanent.
 RETRYABLE_CODES = frozenset(
@@ -85,19 +91,23 @@ class MailError(Exception):
 
 
 class Mailer(Protocol):
+    """Sends one email per call; opened at start and closed at stop (a resource)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
     async def send(self, email: Email) -> SendResult: ...
 
-
-@runtime_checkable
-class IdentityAdmin(Protocol):
-    async def create_identities(self, identities: Iterable[str]) -> None: ...
+    async def create_identities(self, identities: Iterable[str]) -> None:
+        """Create sender identities (only for a local stand-in such as moto's server)."""
 
 
 # --------------------------------------------------------------------------- SES
 
 
 class SesMailer:
-    """Sends through ``sesv2.send_email`` with one long-lived client (open/close around use)."""
+    """Sends through ``sesv2.send_email`` with one long-lived client, from start to close."""
 
     def __init__(
         self,
@@ -137,7 +147,7 @@ class SesMailer:
             timeout=settings.SES_TIMEOUT_SECONDS,
         )
 
-    async def open(self) -> None:
+    async def start(self) -> None:
         if self._client is not None:
             return
         stack = contextlib.AsyncExitStack()
@@ -153,14 +163,14 @@ class SesMailer:
         self._client = None
 
     async def __aenter__(self) -> SesMailer:
-        await self.open()
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def send(self, email: Email) -> SendResult:
-        await self.open()
+        await self.start()
         request: dict[str, Any] = {
             "FromEmailAddress": email.sender,
             "Destination": {"ToAddresses": list(email.to)},
@@ -194,7 +204,7 @@ class SesMailer:
 
     async def create_identities(self, identities: Iterable[str]) -> None:
         """Create sender identities (only for a local stand-in such as moto's server)."""
-        await self.open()
+        await self.start()
         for identity in identities:
             with contextlib.suppress(ClientError):  # already there
                 await self._client.create_email_identity(EmailIdentity=identity)
@@ -219,25 +229,34 @@ def _client_error(error: ClientError) -> MailError:
     )
 
 
-# --------------------------------------------------------------------------- fake
+class SenderIdentities:
+    """``make run`` with moto's server: the sender identities created at start, so that SES
+    accepts them (a resource; waits up to the startup timeout for moto to come up)."""
 
+    def __init__(self, mailer: Mailer, identities: Iterable[str], timeout: float) -> None:
+        self.mailer = mailer
+        self.identities = sorted(set(identities))
+        self.timeout = timeout
 
-@dataclass
-class FakeMailer:
-    """Keeps what it sends; ``failures`` are raised, in order, before sends succeed."""
+    async def start(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                await self.mailer.create_identities(self.identities)
+            except Exception as error:
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "could not create the sandbox sender identities; sends will be rejected",
+                        extra=fields(error=str(error) or type(error).__name__),
+                    )
+                    return
+                await asyncio.sleep(0.5)
+                continue
+            log.info(
+                "sandbox sender identities created",
+                extra=fields(identities=",".join(self.identities)),
+            )
+            return
 
-    sent: list[Email] = field(default_factory=list)
-    failures: list[MailError] = field(default_factory=list)
-    attempts: int = 0
-    identities: set[str] = field(default_factory=set)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    async def send(self, email: Email) -> SendResult:
-        self.attempts += 1
-        if self.failures:
-            raise self.failures.pop(0)
-        self.sent.append(email)
-        return SendResult(message_id=f"fake-{next(self._ids)}", status_code=200, request_id=None)
-
-    async def create_identities(self, identities: Iterable[str]) -> None:
-        self.identities.update(identities)
+    async def close(self) -> None:
+        pass

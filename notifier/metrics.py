@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from notifier.domain import ALERT_KINDS
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -43,6 +45,15 @@ class Metrics:
             ["kind", "reason"],
             registry=registry,
         )
+        self.alerts = Counter(
+            "notifier_operator_alerts_total",
+            "Meta's signals that need the operators (account, number quality, templates), each"
+            " mailed or folded into a digest.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ALERT_KINDS:  # each from 0, so that an alert rule sees the first one
+            self.alerts.labels(kind=kind)
         self.addresses_suppressed = Counter(
             "notifier_addresses_suppressed_total",
             "Addresses added to the suppression list.",

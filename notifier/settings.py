@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import contextlib
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
-from shared.settings import DatabaseSettings
+from shared.settings import MIN_RETENTION_DAYS, DatabaseSettings
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -56,8 +57,31 @@ class Settings(DatabaseSettings):
     DIGEST_FLUSH_INTERVAL_SECONDS: float = Field(default=1.0, gt=0)
     # A claimed email not confirmed within this lease may be claimed again (crash recovery).
     EMAIL_CLAIM_LEASE_SECONDS: float = Field(default=120.0, gt=0)
-    # Sent/suppressed/failed emails and closed digests older than this are deleted (hourly).
-    EMAIL_LOG_RETENTION_DAYS: int = Field(default=30, ge=1)
+    # Deprecated: the mail log and the digests follow RETENTION_DAYS, as every record does. Set
+    # without RETENTION_DAYS, it is the notifier's RETENTION_DAYS (at least its minimum, 8).
+    EMAIL_LOG_RETENTION_DAYS: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _email_log_retention(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        days = data.get("EMAIL_LOG_RETENTION_DAYS")
+        if days not in (None, "") and data.get("RETENTION_DAYS") in (None, ""):
+            # Not a number: the field's own validation names the variable.
+            with contextlib.suppress(TypeError, ValueError):
+                data["RETENTION_DAYS"] = max(float(days), MIN_RETENTION_DAYS)
+        return data
+
+    @property
+    def retention_warning(self) -> str | None:
+        """What the log says at start when the deprecated EMAIL_LOG_RETENTION_DAYS is set."""
+        if self.EMAIL_LOG_RETENTION_DAYS is None:
+            return None
+        return (
+            "EMAIL_LOG_RETENTION_DAYS is deprecated: the mail log follows RETENTION_DAYS "
+            f"(now {self.RETENTION_DAYS:g} days); set RETENTION_DAYS instead"
+        )
 
     @property
     def error_recipients(self) -> list[str]:

@@ -33,7 +33,7 @@ from asyncpg import Record
 
 from shared.batching import Batcher, HeldConnections
 from shared.bus import Bus, RetryLater
-from shared.db import Connection, Pool
+from shared.db import Connection
 from shared.events import Event
 from shared.logs import fields
 from shared.resources import Database
@@ -303,38 +303,3 @@ class Outbox:
                 "%d event(s) could not be published; will retry: %s", len(rows) - len(done), first
             )
         return _Published(len(rows), failures)
-
-
-# --------------------------------------------------------------------------- until reshaped
-# The notifier publishes its outbox itself, not through an Outbox. Its helper moves it to
-# Outbox.handle_once and the relay; then these two go.
-
-
-async def handle_once(pool: Pool, bus: Bus, event_id: str, work: Work) -> bool:
-    """:meth:`Outbox.handle_once` without the relay: publishes ``event_id``'s rows itself."""
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            ran = await record_once(conn, event_id, work)
-        await publish_pending(conn, bus, source_id=event_id)
-    return ran
-
-
-async def publish_pending(
-    conn: Connection, bus: Bus, *, source_id: str | None = None, limit: int = 500
-) -> int:
-    """Publish unpublished outbox rows (of one source, or all), oldest first, one by one."""
-    if source_id is None:
-        rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
-            limit,
-        )
-    else:
-        rows = await conn.fetch(
-            f"SELECT {_COLUMNS} FROM outbox WHERE source_id = $1 AND published_at IS NULL"
-            " ORDER BY id",
-            source_id,
-        )
-    for row in rows:
-        await _publish_row(bus, row)
-        await conn.execute("UPDATE outbox SET published_at = now() WHERE id = $1", row["id"])
-    return len(rows)

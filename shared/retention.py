@@ -5,8 +5,8 @@ past Meta's 7 days of webhook retries), in batches, on every replica every
 ``RETENTION_INTERVAL_SECONDS`` (replicas may overlap: a DELETE of what is gone deletes nothing):
 every schema's handled event ids and published outbox rows (``shared.db.prune``), and what the
 service adds: DELETE statements taking ``$1`` (the retention in days) and ``$2`` (the batch
-size), each deleting one batch, such as the sender's finished message log. A service's own
-records join the same way (the notifier's mail log and digests when it moves here).
+size), each deleting one batch, such as the sender's finished message log or the notifier's
+mail log and closed digests.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ SANDBOX_DEFAULTS: dict[str, str] = {
 }
 
 
+# Meta retries a webhook for up to 7 days: a redelivered event must still find its id.
+MIN_RETENTION_DAYS = 8
+
+
 class SettingsError(Exception):
     """A configuration problem, already phrased for the operator."""
 
@@ -76,7 +80,7 @@ class DatabaseSettings(ServiceSettings):
     # How long handled event ids (the inbox), published outbox rows and finished records are
     # kept. At least 8 days: Meta retries a webhook for up to 7, and a redelivered event must
     # still find its id to be recognised as a duplicate.
-    RETENTION_DAYS: float = Field(default=30.0, ge=8)
+    RETENTION_DAYS: float = Field(default=30.0, ge=MIN_RETENTION_DAYS)
     RETENTION_INTERVAL_SECONDS: float = Field(default=3600.0, gt=0)
 
     @property

@@ -6,7 +6,6 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,9 @@ import pytest
 import yaml
 from aiohttp import web
 
-from notifier.app import METRICS_KEY, NOTIFIER_KEY, create_app, queue_spec
-from notifier.handlers import Notifier
-from notifier.metrics import Metrics
+from notifier.app import create_app
+from notifier.bootstrap import Adapters
+from notifier.handlers import TABLE
 from notifier.settings import Settings
 from shared.bus import Bus
 from tests.helpers import wait_for
@@ -139,19 +138,6 @@ async def throttling_proxy(moto_url: str) -> AsyncIterator[ThrottlingProxy]:
         yield proxy
 
 
-class FakeClock:
-    """A clock the test moves by hand (digest windows, the per-minute cap)."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
 @dataclass
 class Addresses:
     """Unique addresses for one test (moto's mailbox is shared by the session)."""
@@ -269,14 +255,6 @@ class RunningNotifier:
     url: str
     app: web.Application
 
-    @property
-    def notifier(self) -> Notifier:
-        return self.app[NOTIFIER_KEY]
-
-    @property
-    def metrics(self) -> Metrics:
-        return self.app[METRICS_KEY]
-
 
 StartNotifier = Callable[..., Awaitable[RunningNotifier]]
 
@@ -287,17 +265,18 @@ async def start_notifier(bus: Bus) -> AsyncIterator[Callable[..., Any]]:
     stack: list[Any] = []
 
     @asynccontextmanager
-    async def start(settings: Settings, **kwargs: Any) -> AsyncIterator[RunningNotifier]:
-        app = create_app(settings, **kwargs)
+    async def start(settings: Settings, **edges: Any) -> AsyncIterator[RunningNotifier]:
+        app = create_app(settings, Adapters(**edges))
         async with running(app) as url:
             yield RunningNotifier(url=url, app=app)
 
-    async def begin(settings: Settings, **kwargs: Any) -> RunningNotifier:
-        manager = start(settings, **kwargs)
+    async def begin(settings: Settings, **edges: Any) -> RunningNotifier:
+        """``edges``: the notifier's Adapters (``clock=``, ``mailer=``)."""
+        manager = start(settings, **edges)
         stack.append(manager)
         return await manager.__aenter__()
 
     yield begin
     for manager in reversed(stack):
         await manager.__aexit__(None, None, None)
-    await bus.delete_topology([queue_spec()])
+    await bus.delete_topology([TABLE.spec()])

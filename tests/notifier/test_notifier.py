@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifier import repository as repo
-from notifier.app import queue_spec
+from notifier.handlers import TABLE
+from notifier.repository import PgRepository
 from shared.bus import Bus
 from shared.events import (
     EmailBounced,
@@ -25,10 +25,10 @@ from shared.events import (
     WebhookErrors,
 )
 from shared.ops import REGISTRY_KEY
+from tests.fakes.notifier import FakeClock
 from tests.helpers import wait_for
 from tests.notifier.conftest import (
     Addresses,
-    FakeClock,
     RunningNotifier,
     ThrottlingProxy,
     create_identities,
@@ -325,8 +325,11 @@ async def test_burst_of_identical_errors_makes_one_digest(
         message="1000 occurrences counted",
     )
     assert sample(running, "notifier_error_occurrences_folded_total") == 999
-    pool = running.notifier.pool
-    assert await repo.count_occurrences(pool, events[0].fingerprint) == 1000
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": db_schema})
+    try:
+        assert await PgRepository(conn).count_occurrences(events[0].fingerprint) == 1000
+    finally:
+        await conn.close()
 
     clock.advance(61)  # the window ends
     mails = await wait_for_mails(moto_url, to=addresses.errors, count=2)
@@ -455,7 +458,7 @@ async def test_rejection_is_logged_counted_dead_lettered_not_retried(
             case_code="C-1", customer=CUSTOMER, reason="no_agent", profile_id="unverified"
         )
     )
-    dead = bus.names.dead_queue(queue_spec().service)
+    dead = bus.names.dead_queue(TABLE.queue)
     await wait_for(lambda: _depth_is(bus, dead, 1), message="dead-lettered")
     assert throttling_proxy.sends == 1
     assert await moto_mails(moto_url, to=addresses.ops) == []

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from notifier.bootstrap import Adapters, bootstrap
+from notifier.company_mail import render_transcript, render_unattended
 from notifier.domain import DigestEntry, ErrorInfo, from_webhook_errors, plan_digest_mails
 from notifier.pacing import Pacer, backoff_delay
+from notifier.report_mail import render_digest, render_error
 from notifier.settings import Settings
-from notifier.templates import (
-    Texts,
-    TextsError,
-    load_texts,
-    number,
-    render_digest,
-    render_error,
-    render_transcript,
-    render_unattended,
-    zone,
-)
+from notifier.texts import Texts, TextsError, load_texts, number, zone
 from shared.events import (
     ErrorReported,
     HandoffClosed,
@@ -33,6 +27,7 @@ from shared.events import (
 )
 from shared.profiles import CompanyProfile
 from shared.settings import SettingsError, load_settings
+from tests.fakes.notifier import FakeMailer
 
 TZ = zone("America/Argentina/Buenos_Aires")
 AT = datetime(2026, 11, 25, 13, 0, 0, tzinfo=UTC)
@@ -40,7 +35,14 @@ AT = datetime(2026, 11, 25, 13, 0, 0, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("MENSAJERO_ENV", "ERROR_LOG_EMAIL", "SES_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"):
+    for name in (
+        "MENSAJERO_ENV",
+        "ERROR_LOG_EMAIL",
+        "SES_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "RETENTION_DAYS",
+        "EMAIL_LOG_RETENTION_DAYS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -274,3 +276,43 @@ def test_a_digest_of_one_says_vez() -> None:
     rendered = render_digest([entry(1, occurrences=1, reported=0)], Texts(), TZ)
     assert rendered.subject == "[Mensajero] Resumen: gateway E1 ocurrió 1 vez"
     assert "El mismo error ocurrió 1 vez entre" in rendered.text
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def test_the_mail_log_follows_retention_days() -> None:
+    settings = load_settings(Settings, ERROR_LOG_EMAIL="o@example.com", RETENTION_DAYS="45")
+    assert settings.RETENTION_DAYS == 45
+    assert settings.retention_warning is None
+
+
+def test_email_log_retention_days_is_deprecated_but_still_counts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Set alone, it is the notifier's RETENTION_DAYS (never under the minimum of 8).
+    monkeypatch.setenv("EMAIL_LOG_RETENTION_DAYS", "90")
+    settings = load_settings(Settings, ERROR_LOG_EMAIL="o@example.com")
+    assert settings.RETENTION_DAYS == 90
+    assert settings.retention_warning is not None
+    assert "EMAIL_LOG_RETENTION_DAYS is deprecated" in settings.retention_warning
+    assert "RETENTION_DAYS" in settings.retention_warning.removeprefix("EMAIL_LOG_")
+    monkeypatch.setenv("EMAIL_LOG_RETENTION_DAYS", "3")
+    assert load_settings(Settings, ERROR_LOG_EMAIL="o@example.com").RETENTION_DAYS == 8
+    # RETENTION_DAYS set too: it wins.
+    monkeypatch.setenv("RETENTION_DAYS", "20")
+    assert load_settings(Settings, ERROR_LOG_EMAIL="o@example.com").RETENTION_DAYS == 20
+    monkeypatch.setenv("EMAIL_LOG_RETENTION_DAYS", "many")
+    with pytest.raises(SettingsError, match="EMAIL_LOG_RETENTION_DAYS"):
+        load_settings(Settings, ERROR_LOG_EMAIL="o@example.com")
+
+
+def test_bootstrap_warns_of_the_deprecated_setting_and_prunes_the_mail_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings(Settings, ERROR_LOG_EMAIL="o@example.com", EMAIL_LOG_RETENTION_DAYS=40)
+    with caplog.at_level(logging.WARNING, logger="mensajero.notifier"):
+        service = bootstrap(settings, Adapters(mailer=FakeMailer()))
+    assert any("EMAIL_LOG_RETENTION_DAYS is deprecated" in r.getMessage() for r in caplog.records)
+    assert [loop.name for loop in service.loops] == ["notifier-digests", "retention"]
+    assert [s.spec.service for s in service.subscriptions] == ["notifier"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from handoff.handlers import TABLE as HANDOFF_TABLE
-from notifier.handlers import ROUTING_KEYS as NOTIFIER_KEYS
+from notifier.handlers import TABLE as NOTIFIER_TABLE
 from sender.app import send_queue_spec, status_queue_spec
 from sender.settings import Settings as SenderSettings
 from shared.catalog import FLOWS, render
@@ -30,7 +30,7 @@ def test_flows_match_queue_bindings() -> None:
     bound = {
         "sender": {*send_queue_spec(sender).routing_keys, *status_queue_spec(sender).routing_keys},
         "handoff": set(handoff_queue().routing_keys),
-        "notifier": set(NOTIFIER_KEYS),
+        "notifier": set(NOTIFIER_TABLE.routing_keys),
     }
     for service, keys in bound.items():
         documented = {t for t, (_p, consumers) in FLOWS.items() if service in consumers}

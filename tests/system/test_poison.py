@@ -95,7 +95,7 @@ def ses(sns: FakeSns, event: dict[str, Any]) -> Request:
 async def queue_names(system: System) -> list[str]:
     """The consumers' queues: main, retry tiers, dead (from the bus's own naming)."""
     from handoff.handlers import TABLE as HANDOFF_TABLE
-    from notifier.app import queue_spec as notifier_spec
+    from notifier.handlers import TABLE as NOTIFIER_TABLE
     from sender.app import send_queue_spec, status_queue_spec
     from sender.settings import Settings as SenderSettings
     from shared.bus import Names
@@ -105,7 +105,7 @@ async def queue_names(system: System) -> list[str]:
     sender = load_settings(SenderSettings, **{k: v for k, v in env.items() if k.isupper()})
     specs = [
         HANDOFF_TABLE.spec(),
-        notifier_spec(),
+        NOTIFIER_TABLE.spec(),
         send_queue_spec(sender),
         status_queue_spec(sender),
     ]
