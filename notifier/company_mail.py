@@ -12,9 +12,12 @@ from shared.profiles import CompanyProfile
 
 
 def customer_name(customer: Identity, texts: Texts) -> str:
-    if customer.name and customer.phone:
-        return f"{customer.name} ({customer.phone})"
-    return customer.name or customer.phone or customer.user_id or texts.get("unknown_customer")
+    """The name and how to recognise them: the phone, or where Meta hides it the username
+    (``@ana``), else the BSUID."""
+    handle = customer.handle
+    if customer.name and handle:
+        return f"{customer.name} ({handle})"
+    return customer.name or handle or texts.get("unknown_customer")
 
 
 def _transcript_lines(lines: Sequence[TranscriptLine], texts: Texts, tz: tzinfo) -> list[str]:
@@ -40,7 +43,12 @@ def _case(event: HandoffUnattended | HandoffClosed, texts: Texts) -> list[tuple[
     customer = event.customer
     return [
         (texts.get("label.customer"), customer.name),
-        (texts.get("label.phone"), customer.phone or customer.user_id),
+        (texts.get("label.phone"), customer.phone),
+        (
+            texts.get("label.username"),
+            f"@{customer.username.lstrip('@')}" if customer.username else None,
+        ),
+        (texts.get("label.user_id"), None if customer.phone else customer.user_id),
         (texts.get("label.case_code"), event.case_code),
     ]
 

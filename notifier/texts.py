@@ -61,6 +61,8 @@ MAIL_TEXTS: dict[str, str] = {
     "handoff.last_messages": "Últimos mensajes",
     "label.customer": "Cliente",
     "label.phone": "Teléfono",
+    "label.username": "Usuario de WhatsApp",
+    "label.user_id": "ID de WhatsApp (BSUID)",
     "label.case_code": "Caso",
     "label.requested_at": "Fecha",
     "label.agent": "Agente",

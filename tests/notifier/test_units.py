@@ -235,6 +235,21 @@ def test_transcript_text_body() -> None:
     assert "Cómo terminó: por inactividad" in rendered.text
 
 
+def test_a_customer_without_a_phone_is_shown_by_username_and_bsuid() -> None:
+    event = HandoffClosed(
+        case_code="C-4",
+        customer=Identity(name="Ana", username="ana", user_id="AR.13491208655302741918"),
+        agent_phone="+5491100000000",
+        end_reason="agent",
+        transcript=[TranscriptLine(at=AT, author="customer", text="hola")],
+    )
+    rendered = render_transcript(event, CompanyProfile(name="Acme"), Texts(), TZ)
+    assert rendered.subject == "[Acme] Conversación del caso C-4 con Ana (@ana)"
+    assert "Usuario de WhatsApp: @ana" in rendered.text
+    assert "ID de WhatsApp (BSUID): AR.13491208655302741918" in rendered.text
+    assert "Teléfono" not in rendered.text
+
+
 def test_unknown_time_zone_falls_back_to_utc() -> None:
     assert zone("Nowhere/Atlantis") is UTC
 
