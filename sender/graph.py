@@ -1,17 +1,16 @@
-"""The Graph API port: :class:`GraphClient`, its aiohttp adapter, and a fake for unit tests."""
+"""The Graph API port: :class:`GraphClient`, and its aiohttp adapter (the fake, for unit tests:
+``tests/fakes/sender.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
+from sender.settings import Settings
 from shared.events import MetaError
 from shared.send_ref import SendRef, tag
 
@@ -68,6 +67,12 @@ class MediaGone(GraphApiError):
 
 
 class GraphClient(Protocol):
+    """Meta's Graph API (a resource: started and closed with the service)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
     async def send_message(
         self, phone_number_id: str, body: dict[str, Any], ref: SendRef | None = None
     ) -> Accepted:
@@ -145,6 +150,15 @@ class AiohttpGraphClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AiohttpGraphClient:
+        return cls(
+            settings.graph_base,
+            settings.META_WA_ACCESS_TOKEN,
+            timeout=settings.SENDER_REQUEST_TIMEOUT_SECONDS,
+            connections=settings.SENDER_CONCURRENCY,
+        )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
@@ -289,75 +303,3 @@ class AiohttpGraphClient:
         if api_error is not None:
             raise api_error
         raise GraphUnavailable(f"the Graph API answered HTTP {status} without an error object")
-
-
-# --------------------------------------------------------------------------- fake
-
-
-@dataclass
-class FakeGraphClient:
-    """In memory: records every call; ``script`` holds outcomes for the next sends."""
-
-    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    refs: list[SendRef | None] = field(default_factory=list)  # the ref of each send
-    uploads: list[tuple[str, bytes, str]] = field(default_factory=list)
-    script: deque[Exception | None] = field(default_factory=deque)
-    downloads: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
-    # Media at Meta by id (what ``fetch_media`` copies), and outcomes for the next fetches.
-    media: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
-    fetched: list[str] = field(default_factory=list)
-    fetch_script: deque[Exception | None] = field(default_factory=deque)
-    upload_script: deque[Exception | None] = field(default_factory=deque)
-    delay: float = 0.0
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    def then(self, *outcomes: Exception | None) -> FakeGraphClient:
-        """Queue outcomes for the next sends: an exception to raise, or None to accept."""
-        self.script.extend(outcomes)
-        return self
-
-    async def send_message(
-        self, phone_number_id: str, body: dict[str, Any], ref: SendRef | None = None
-    ) -> Accepted:
-        self.sent.append((phone_number_id, body))
-        self.refs.append(ref)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        outcome = self.script.popleft() if self.script else None
-        if outcome is not None:
-            raise outcome
-        if body.get("status") == "read":
-            return Accepted(wamid=None)
-        return Accepted(wamid=f"wamid.fake{next(self._ids)}", wa_id=str(body["to"]).lstrip("+"))
-
-    async def upload_media(
-        self, phone_number_id: str, data: bytes, mime_type: str, filename: str | None
-    ) -> str:
-        outcome = self.upload_script.popleft() if self.upload_script else None
-        if outcome is not None:
-            raise outcome
-        self.uploads.append((phone_number_id, data, mime_type))
-        return f"media{len(self.uploads)}"
-
-    async def fetch_media(self, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
-        self.fetched.append(media_id)
-        outcome = self.fetch_script.popleft() if self.fetch_script else None
-        if outcome is not None:
-            raise outcome
-        if media_id not in self.media:
-            message = f"Unsupported get request. Object with ID '{media_id}' does not exist"
-            raise MediaGone(media_id, 100, message, details=None)
-        data, mime_type = self.media[media_id]
-        if len(data) > max_bytes:
-            raise too_large(f"media {media_id}", len(data), max_bytes)
-        return data, mime_type
-
-    async def download(self, url: str, max_bytes: int) -> tuple[bytes, str | None]:
-        if url not in self.downloads:
-            raise GraphApiError(131053, "Media upload error", details=f"{url} answered HTTP 404")
-        return self.downloads[url]
-
-
-def meta_error(code: int, title: str = "error", details: str | None = None) -> GraphApiError:
-    """A Graph error as the fake raises it (tests)."""
-    return GraphApiError(code, f"(#{code}) {title}", details=details)

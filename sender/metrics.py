@@ -40,6 +40,11 @@ class NumberMetrics:
 class SenderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._numbers: dict[str, NumberMetrics] = {}
+        self._outcomes(registry)
+        self._sending(registry)
+
+    def _outcomes(self, registry: CollectorRegistry) -> None:
+        """What became of the messages: counted once each."""
         labels = ["phone_number_id", "kind"]
         self.sent = Counter(
             "whatsapp_messages_sent", "Messages Meta reported sent", labels, registry=registry
@@ -78,6 +83,9 @@ class SenderMetrics:
             labels,
             registry=registry,
         )
+
+    def _sending(self, registry: CollectorRegistry) -> None:
+        """How sending goes: timings, waits, retries, circuits."""
         self.send_latency = Histogram(
             "whatsapp_send_latency_seconds",
             "Duration of the Graph API send call",

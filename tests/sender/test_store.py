@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from sender.store import PRUNING, NewMessage, PostgresStore
+from sender.pg_store import PostgresStore
+from sender.store import PRUNING, NewMessage
 from shared.batching import HeldConnections
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.db import Pool, load_migrations, prune
@@ -65,10 +66,10 @@ def sent(n: int) -> MessageSent:
 
 
 async def test_acceptance_and_its_result_are_written_in_one_statement(
-    pool: Pool, held: HeldConnections
+    database: Database, pool: Pool, held: HeldConnections
 ) -> None:
     written: list[int] = []
-    store = PostgresStore(pool, held=held, outbox_written=lambda: written.append(1))
+    store = PostgresStore(database, held=held, outbox_written=lambda: written.append(1))
     for n in range(3):
         claim = await store.claim(message(n), 30.0)
         assert claim.outcome == "claimed"
@@ -165,9 +166,9 @@ async def test_retention_deletes_only_settled_old_log_rows(pool: Pool) -> None:
 
 
 async def test_connections_lost_with_the_server_are_replaced_without_failing_a_statement(
-    pool: Pool, held: HeldConnections, database_url: str, db_schema: str
+    database: Database, pool: Pool, held: HeldConnections, database_url: str, db_schema: str
 ) -> None:
-    store = PostgresStore(pool, held=held)
+    store = PostgresStore(database, held=held)
     # Fill the kept connections: concurrent claims each take one.
     claims = await asyncio.gather(*(store.claim(message(n), 30.0) for n in range(3)))
     assert {c.outcome for c in claims} == {"claimed"}
