@@ -10,9 +10,9 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
-from sender.answers import circuits_work, on_api_error
-from sender.circuits import Circuit
+from sender.answers import circuits_work, fallback_allowed, on_api_error
 from sender.deps import Deps
 from sender.graph import Accepted, GraphApiError, GraphUnavailable
 from sender.outcomes import Send, retry, sent_event
@@ -68,11 +68,10 @@ class _Try:
     media_id: str | None
     reached_meta: bool = False
     started: float = 0.0  # perf_counter when the request left
+    to: str | None = None  # the customer's phone instead of their BSUID (Meta refused it)
 
 
-async def try_send(
-    send: Send, prepared: Prepared, circuit: Circuit, claim: Claim, slot: SlotWait
-) -> None:
+async def try_send(send: Send, prepared: Prepared, claim: Claim, slot: SlotWait) -> None:
     state = _Try(
         claim=claim,
         ref=SendRef(send.command_id, claim.attempts) if prepared.is_message else None,
@@ -80,17 +79,17 @@ async def try_send(
         media_id=claim.media_id,
     )
     try:
-        accepted = await _until_answered(send, prepared, circuit, slot, state)
+        accepted = await _until_answered(send, prepared, slot, state)
     except asyncio.CancelledError:
         slot.drop()
         await asyncio.shield(_interrupted(send, state))
         raise
     if accepted is not None:
-        await _accepted(send, accepted, state.used_fallback, circuit)
+        await _accepted(send, accepted, state.used_fallback)
 
 
 async def _until_answered(
-    send: Send, prepared: Prepared, circuit: Circuit, slot: SlotWait, state: _Try
+    send: Send, prepared: Prepared, slot: SlotWait, state: _Try
 ) -> Accepted | None:
     """Meta's acceptance; None when its answer was handled otherwise (failed, put back)."""
     while True:
@@ -98,9 +97,12 @@ async def _until_answered(
             return await _post(send, prepared, slot, state)
         except GraphApiError as error:
             state.reached_meta = False  # Meta answered with an error: it did not take this one
-            if await _switched(send, error, circuit, state):
+            switched = await _switched(send, prepared, error, state)
+            if switched == "again":
                 continue
-            await on_api_error(send, error, state.claim.attempts, circuit, state.used_fallback)
+            if switched == "failed":
+                return None
+            await on_api_error(send, error, state.claim.attempts, state.used_fallback)
             return None
         except GraphUnavailable as error:
             # Meta may have taken it: wait long enough for its status webhook to tell us
@@ -122,7 +124,7 @@ async def _post(send: Send, prepared: Prepared, slot: SlotWait, state: _Try) -> 
         state.media_id = await _upload(send, prepared.upload)
         await deps.store.save_media(send.command_id, state.media_id)
     template = send.command.fallback_template if state.used_fallback else None
-    body = prepared.body(state.media_id, template=template)
+    body = prepared.body(state.media_id, template=template, to=state.to)
     await slot.take()
     state.reached_meta = True
     state.started = time.perf_counter()
@@ -133,23 +135,36 @@ async def _post(send: Send, prepared: Prepared, slot: SlotWait, state: _Try) -> 
         deps.metrics.number(send.number).send_latency.observe(elapsed)
 
 
-async def _switched(send: Send, error: GraphApiError, circuit: Circuit, state: _Try) -> bool:
-    """Outside the 24 h window (131047) with a fallback template not yet tried: send that
-    instead. True when the try goes on with it."""
-    if (
-        classify(error.code) is not Action.WINDOW
-        or send.command.fallback_template is None
-        or state.used_fallback
-    ):
-        return False
-    await circuits_work(send, circuit, Action.WINDOW)
+async def _switched(
+    send: Send, prepared: Prepared, error: GraphApiError, state: _Try
+) -> Literal["again", "failed", "no"]:
+    """Meta refused this form of the message, and there is another to try: the fallback
+    template outside the 24 h window (131047), the customer's phone when the message kind cannot
+    go to a BSUID (131062). ``again``: the try goes on with it; ``failed``: the other form may
+    not go either (the command failed); ``no``: nothing else to try."""
+    action = classify(error.code)
+    if action is Action.PHONE_ONLY and prepared.to_phone is not None and state.to is None:
+        await circuits_work(send, action)
+        state.to = prepared.to_phone
+        send.deps.metrics.retries.labels(send.number, "bsuid_to_phone").inc()
+        log.info(
+            "Meta takes no business-scoped user id for this message: sending to the phone",
+            extra=fields(command_id=send.command_id, to=send.to),
+        )
+        return "again"
+    fallback = send.command.fallback_template
+    if action is not Action.WINDOW or fallback is None or state.used_fallback:
+        return "no"
+    await circuits_work(send, action)
+    if not await fallback_allowed(send, fallback, error):
+        return "failed"
     await send.deps.store.use_fallback(send.command_id)
     state.used_fallback = True
     log.info(
         "outside the 24 h window: sending the fallback template",
         extra=fields(command_id=send.command_id, to=send.to),
     )
-    return True
+    return "again"
 
 
 async def _interrupted(send: Send, state: _Try) -> None:
@@ -181,12 +196,12 @@ async def _upload(send: Send, upload: Upload) -> str:
     return await deps.graph.upload_media(send.number, data, mime, upload.filename)
 
 
-async def _accepted(send: Send, accepted: Accepted, used_fallback: bool, circuit: Circuit) -> None:
+async def _accepted(send: Send, accepted: Accepted, used_fallback: bool) -> None:
     # The MessageSent goes to the outbox with the acceptance (one statement, atomic).
     wamid = accepted.wamid
     result = sent_event(send, wamid, used_fallback) if wamid is not None else None
     await _record_acceptance(send, wamid, result)
-    await circuits_work(send, circuit, None)
+    await circuits_work(send, None)
     send.deps.metrics.number(send.number).accepted(send.kind).inc()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sender.recipients import is_bsuid
 from shared.events import (
     ButtonsContent,
     ContactsContent,
@@ -30,15 +31,14 @@ def build_body(
     media_id: str | None = None,
     template: TemplateContent | None = None,
 ) -> dict[str, Any]:
-    """The exact Graph body. ``media_id``: the id of the upload made for this command."""
+    """The exact Graph body to ``to`` (+E164 or a BSUID). ``media_id``: the id of the upload
+    made for this command."""
     content = template if template is not None else command.content
     if isinstance(content, MarkReadContent):
         return _receipt(content)
-    body: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to,
-    }
+    body: dict[str, Any] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+    # A customer known only by their business-scoped user id: Meta's ``recipient``.
+    body["recipient" if is_bsuid(to) else "to"] = to
     if command.reply_to and template is None:
         body["context"] = {"message_id": command.reply_to}
     if command.biz_opaque_callback_data is not None:

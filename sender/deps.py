@@ -9,10 +9,12 @@ from datetime import datetime
 
 from sender.circuits import Circuits
 from sender.config import SenderConfig
+from sender.customers import Customers
 from sender.graph import GraphClient
 from sender.metrics import SenderMetrics
 from sender.pacing import Pacers, PairLimiter
 from sender.store import SenderStore
+from sender.templates import TemplateBook
 from shared.events import Event, utcnow
 
 Publish = Callable[[Event], Awaitable[None]]
@@ -30,5 +32,7 @@ class Deps:
     circuits: Circuits
     metrics: SenderMetrics
     config: SenderConfig
-    clock: Clock = utcnow  # validity periods are read on it
+    clock: Clock = utcnow  # validity periods (and Meta's "not before") are read on it
     rng: random.Random = field(default_factory=random.Random)
+    customers: Customers = field(default_factory=Customers)  # learnt customer keys
+    templates: TemplateBook = field(default_factory=TemplateBook)  # Meta's template states

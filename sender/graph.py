@@ -23,6 +23,9 @@ class Accepted:
     wa_id: str | None = None
 
 
+TEMPLATE_FIELDS = "name,language,status,category,quality_score,id"
+
+
 class GraphApiError(Exception):
     """Meta answered with an error object (branch on ``code``, not on the HTTP status)."""
 
@@ -97,6 +100,15 @@ class GraphClient(Protocol):
         """
         ...
 
+    async def list_templates(self, waba_id: str) -> list[dict[str, Any]]:
+        """Every message template of the account (``GET /<waba_id>/message_templates``, all
+        pages), with name, language, status, category, quality_score and id."""
+        ...
+
+    async def create_template(self, waba_id: str, template: dict[str, Any]) -> dict[str, Any]:
+        """``POST /<waba_id>/message_templates``: Meta's answer (``id``, ``status``, ...)."""
+        ...
+
 
 def too_large(what: str, size: int | None, max_bytes: int) -> GraphApiError:
     """Media over the sender's size limit (SENDER_MEDIA_MAX_BYTES): final, like Meta's 131053."""
@@ -130,6 +142,8 @@ def parse_error(status: int, payload: Any) -> GraphApiError | None:
         return None
     data = error.get("error_data")
     details = data.get("details") if isinstance(data, dict) else None
+    if details is None:
+        details = error.get("error_user_msg")  # the template API says it here
     return GraphApiError(
         code,
         str(error.get("message") or ""),
@@ -267,6 +281,33 @@ class AiohttpGraphClient:
         if data is None:
             raise too_large(f"media {media_id}", response.content_length, max_bytes)
         return data, mime_type if isinstance(mime_type, str) else response.content_type
+
+    async def list_templates(self, waba_id: str) -> list[dict[str, Any]]:
+        url: str | None = (
+            f"{self.base_url}/{quote(waba_id, safe='')}/message_templates"
+            f"?fields={TEMPLATE_FIELDS}&limit=100"
+        )
+        found: list[dict[str, Any]] = []
+        while url:
+            page = await self._call("GET", url)
+            if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+                raise GraphUnavailable(f"unexpected answer to a template list: {str(page)[:200]}")
+            found.extend(item for item in page["data"] if isinstance(item, dict))
+            paging = page.get("paging")
+            following = paging.get("next") if isinstance(paging, dict) else None
+            url = following if isinstance(following, str) else None
+        return found
+
+    async def create_template(self, waba_id: str, template: dict[str, Any]) -> dict[str, Any]:
+        answer = await self._call(
+            "POST",
+            f"{self.base_url}/{quote(waba_id, safe='')}/message_templates",
+            data=orjson.dumps(template),
+            headers={"Content-Type": "application/json"},
+        )
+        if not isinstance(answer, dict):
+            raise GraphUnavailable(f"unexpected answer to a template creation: {str(answer)[:200]}")
+        return answer
 
     @staticmethod
     def _download_error(media_id: str, status: int, raw: bytes) -> NoReturn:

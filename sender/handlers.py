@@ -1,20 +1,31 @@
 """The sender's two handler tables and what its queues are.
 
-``<prefix>.sender`` takes send commands (paced: a command may wait for its slot, its recipient
-or its number's circuit); ``<prefix>.sender-status`` takes Meta's status webhooks, so that they
-never wait behind paced sends. Each entry hands the event to its use case (``sender.sending``,
-``sender.statuses``).
+``<prefix>.sender`` takes send commands (paced: a command may wait for its slot, its customer
+or its number's circuit); ``<prefix>.sender-status`` takes Meta's status webhooks and what Meta
+says of templates, customers and the account, so that they never wait behind paced sends. Each
+entry hands the event to its use case (``sender.sending``, ``sender.statuses``,
+``sender.signals``).
 """
 
 from __future__ import annotations
 
+from sender import signals
 from sender.deps import Deps
+from sender.recipients import normalise_recipient
 from sender.sending import handle_send
 from sender.settings import Settings
 from sender.statuses import handle_status
 from shared.bus import Delivery, QueueSpec
 from shared.events import MessageStatus, SendMessage
 from shared.handlers import HandlerTable, Subscription
+from shared.signals import (
+    AccountUpdate,
+    IdentityChanged,
+    PreferenceChanged,
+    TemplateCategoryUpdate,
+    TemplateQualityUpdate,
+    TemplateStatusUpdate,
+)
 
 STATUS_RETRY_TIERS_MS = (500, 2_000, 10_000)
 # The validity period, not a count, decides when a message gives up.
@@ -32,16 +43,27 @@ async def on_status(deps: Deps, status: MessageStatus, delivery: Delivery) -> No
     await handle_status(deps, status, delivery.attempt)
 
 
-def conversation_key(command: SendMessage) -> str:
-    """One conversation's messages go out in order (within a replica)."""
-    return f"{command.phone_number_id or ''}:{command.to}"
+def conversation_key(deps: Deps, command: SendMessage) -> str:
+    """One conversation's messages go out in order (within a replica): the number and the
+    customer, whichever of their identifiers the command names."""
+    try:
+        to = normalise_recipient(command.to)
+    except ValueError:
+        to = command.to  # refused by the handler: no order to keep
+    return f"{command.phone_number_id or ''}:{deps.customers.key(to)}"
 
 
 SENDS: HandlerTable[Deps] = HandlerTable("sender")
-SENDS.on(SendMessage, on_send, key=conversation_key)
+SENDS.on(SendMessage, on_send, deps_key=conversation_key)
 
 STATUSES: HandlerTable[Deps] = HandlerTable("sender-status")
 STATUSES.on(MessageStatus, on_status)
+STATUSES.on(TemplateStatusUpdate, signals.on_template_status)
+STATUSES.on(TemplateQualityUpdate, signals.on_template_quality)
+STATUSES.on(TemplateCategoryUpdate, signals.on_template_category)
+STATUSES.on(PreferenceChanged, signals.on_preference)
+STATUSES.on(IdentityChanged, signals.on_identity)
+STATUSES.on(AccountUpdate, signals.on_account)
 
 
 def _status_tiers(settings: Settings) -> tuple[int, ...]:

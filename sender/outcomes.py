@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import get_args
 
 from sender.deps import SERVICE, Deps
 from sender.policy import MAINTENANCE, backoff, failure_reason
@@ -18,6 +19,7 @@ from sender.store import FAILED_RANK, LogRow, NewMessage
 from shared.bus import RetryLater
 from shared.events import (
     ErrorReported,
+    FailureReason,
     MessageFailed,
     MessageSent,
     MetaError,
@@ -41,6 +43,9 @@ class Send:
     record: NewMessage
     valid_until: datetime
     lease_ends: float = 0.0  # monotonic: when another try may take the message over
+    marketing: bool = False  # the command's template is a marketing one
+    marketing_stopped: bool = False  # the claim said: the customer stopped marketing messages
+    customer: str = ""  # the recipient's customer key (pair limit), as this replica knows it
 
     @property
     def command_id(self) -> str:
@@ -98,12 +103,19 @@ async def expire(send: Send) -> None:
 
 
 async def fail(
-    send: Send, reason: str, error: MetaError | None, *, code: str, alert: bool = False
+    send: Send,
+    reason: str,
+    error: MetaError | None,
+    *,
+    code: str,
+    alert: bool = False,
+    meaning: FailureReason | None = None,
 ) -> None:
-    """Record the command failed (counted once) and publish its ``MessageFailed``; when it went
-    out after all (a status adopted it meanwhile), publish that outcome instead."""
+    """Record the command failed (counted once, by ``code``) and publish its ``MessageFailed``;
+    when it went out after all (a status adopted it meanwhile), publish that outcome instead.
+    ``meaning``: the reason code, for a failure the sender decided without Meta's code."""
     deps = send.deps
-    changed = await deps.store.failed(send.record, reason, error)
+    changed = await deps.store.failed(send.record, reason, error, meaning)
     if changed:
         deps.metrics.failed.labels(send.number, send.kind, code).inc()
         log.warning(
@@ -117,13 +129,18 @@ async def fail(
             return
         if row is not None:
             reason, error = row.reason or reason, row.error or error
-    await deps.publish(failed_event(send, reason, error, None))
+            meaning = _meaning(row.reason_code) or meaning
+    await deps.publish(failed_event(send, reason, error, None, meaning))
     if alert and error is not None:
         await deps.publish(alert_event(send.command_id, send.number, reason, error))
 
 
 def failed_event(
-    send: Send, reason: str, error: MetaError | None, wamid: str | None
+    send: Send,
+    reason: str,
+    error: MetaError | None,
+    wamid: str | None,
+    meaning: FailureReason | None = None,
 ) -> MessageFailed:
     return MessageFailed(
         event_id=stable_id(send.command_id, "failed"),
@@ -133,10 +150,15 @@ def failed_event(
         phone_number_id=send.number,
         kind=send.kind,
         reason=reason,
-        reason_code=failure_reason(error),
+        reason_code=meaning or failure_reason(error),
         error=error,
         wamid=wamid,
     )
+
+
+def _meaning(recorded: str | None) -> FailureReason | None:
+    """A reason code read back from the log (one of FailureReason's, or None)."""
+    return next((r for r in get_args(FailureReason) if r == recorded), None)
 
 
 def alert_event(command_id: str, number: str, reason: str, error: MetaError) -> ErrorReported:
@@ -155,7 +177,9 @@ def alert_event(command_id: str, number: str, reason: str, error: MetaError) -> 
 async def republish(send: Send, row: LogRow) -> None:
     """A command seen again: publish its recorded outcome again (same event ids)."""
     if row.status == "failed":
-        await send.deps.publish(failed_event(send, row.reason or "failed", row.error, row.wamid))
+        meaning = _meaning(row.reason_code)
+        reason = row.reason or "failed"
+        await send.deps.publish(failed_event(send, reason, row.error, row.wamid, meaning))
     elif row.wamid is not None:
         await send.deps.publish(sent_event(send, row.wamid, row.used_fallback))
 

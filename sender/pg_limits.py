@@ -1,5 +1,6 @@
 """What holds sends back, in PostgreSQL, shared by every replica: the numbers' pacing slots,
-their circuits and the recipients' 131056 backoffs."""
+their circuits (access token, payment) and the customers' 131056 backoffs (by customer key:
+``customer_of``, whichever identifier addressed them)."""
 
 from __future__ import annotations
 
@@ -33,32 +34,38 @@ class PgLimits(OnDatabase):
         assert record is not None
         return float(record["start"]), float(record["now"])
 
-    async def open_circuit(self, phone_number_id: str, reason: str) -> int | None:
+    async def open_circuit(
+        self, phone_number_id: str, reason: str, kind: str = "token"
+    ) -> int | None:
         incident = await self.pool.fetchval(
             """
-            INSERT INTO circuits AS c (phone_number_id, state, incident, reason)
-            VALUES ($1, 'open', 1, $2)
-            ON CONFLICT (phone_number_id) DO UPDATE SET state = 'open',
+            INSERT INTO circuits AS c (phone_number_id, kind, state, incident, reason)
+            VALUES ($1, $3, 'open', 1, $2)
+            ON CONFLICT (phone_number_id, kind) DO UPDATE SET state = 'open',
                 incident = c.incident + 1, reason = $2, changed_at = now()
                 WHERE c.state = 'closed'
             RETURNING incident
             """,
             phone_number_id,
             reason,
+            kind,
         )
         return int(incident) if incident is not None else None
 
-    async def close_circuit(self, phone_number_id: str) -> bool:
+    async def close_circuit(self, phone_number_id: str, kind: str = "token") -> bool:
         closed = await self.pool.fetchval(
             "UPDATE circuits SET state = 'closed', changed_at = now()"
-            " WHERE phone_number_id = $1 AND state = 'open' RETURNING true",
+            " WHERE phone_number_id = $1 AND kind = $2 AND state = 'open' RETURNING true",
             phone_number_id,
+            kind,
         )
         return bool(closed)
 
-    async def open_circuits(self) -> list[str]:
-        rows = await self.pool.fetch("SELECT phone_number_id FROM circuits WHERE state = 'open'")
-        return [r["phone_number_id"] for r in rows]
+    async def open_circuits(self) -> list[tuple[str, str]]:
+        rows = await self.pool.fetch(
+            "SELECT phone_number_id, kind FROM circuits WHERE state = 'open'"
+        )
+        return [(r["phone_number_id"], r["kind"]) for r in rows]
 
     async def backoff_recipient(
         self, phone_number_id: str, recipient: str, unit: float, cap: float
@@ -68,10 +75,11 @@ class PgLimits(OnDatabase):
             WITH strikes AS (
                 SELECT CASE WHEN b.until > now() - make_interval(secs => $4) THEN b.strikes + 1
                        ELSE 1 END AS n
-                FROM recipient_backoff b WHERE b.phone_number_id = $1 AND b.recipient = $2
+                FROM recipient_backoff b
+                WHERE b.phone_number_id = $1 AND b.recipient = customer_of($2)
             )
             INSERT INTO recipient_backoff AS b (phone_number_id, recipient, until, strikes)
-            VALUES ($1, $2, now() + make_interval(secs => least($4, $3)), 1)
+            VALUES ($1, customer_of($2), now() + make_interval(secs => least($4, $3)), 1)
             ON CONFLICT (phone_number_id, recipient) DO UPDATE SET
                 strikes = (SELECT n FROM strikes),
                 until = now() + make_interval(secs =>

@@ -8,6 +8,7 @@ connections kept out of the pool, and a statement whose kept connection turns ou
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from sender.store import (
@@ -97,6 +98,7 @@ class PgMessageLog(OnDatabase):
             [m.command_json for m in messages],
             [m.valid_until for m in messages],
             float(lease),
+            [m.marketing for m in messages],
         )
         claimed = {r["command_id"]: _claimed(r) for r in records}
         others: dict[str, Claim] = {}
@@ -162,11 +164,19 @@ class PgMessageLog(OnDatabase):
             self._outbox_written()
         return [None] * len(items)
 
-    async def release(self, command_id: str, reason: str, error: MetaError | None) -> None:
+    async def release(
+        self,
+        command_id: str,
+        reason: str,
+        error: MetaError | None,
+        *,
+        not_before: datetime | None = None,
+    ) -> None:
         await self.pool.execute(
             f"""
             UPDATE messages SET status = 'pending', status_rank = {PENDING_RANK},
                 claimed_until = NULL, reason = $2, error = COALESCE($3::jsonb, error),
+                not_before = COALESCE($5, not_before),
                 updated_at = now(), timeline = timeline || $4::jsonb
             WHERE command_id = $1 AND status_rank = {SENDING_RANK}
             """,
@@ -174,6 +184,7 @@ class PgMessageLog(OnDatabase):
             reason,
             error_json(error),
             entry(event="retry", reason=reason, code=error.code if error else None),
+            not_before,
         )
 
     async def interrupted(self, command_id: str, hold_seconds: float) -> None:
@@ -187,17 +198,23 @@ class PgMessageLog(OnDatabase):
             float(hold_seconds),
         )
 
-    async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool:
+    async def failed(
+        self,
+        message: NewMessage,
+        reason: str,
+        error: MetaError | None,
+        reason_code: str | None = None,
+    ) -> bool:
         changed = await self.pool.fetchval(
             f"""
             INSERT INTO messages AS m (command_id, phone_number_id, recipient, kind, command,
-                status, status_rank, reason, error, valid_until, timeline)
+                status, status_rank, reason, error, valid_until, timeline, reason_code)
             VALUES ($1, $2, $3, $4, $5::jsonb, 'failed', {FAILED_RANK}, $6, $7::jsonb, $8,
-                jsonb_build_array($9::jsonb))
+                jsonb_build_array($9::jsonb), $10)
             ON CONFLICT (command_id) DO UPDATE SET
                 status = 'failed', status_rank = {FAILED_RANK}, reason = EXCLUDED.reason,
                 error = EXCLUDED.error, claimed_until = NULL, updated_at = now(),
-                timeline = m.timeline || $9::jsonb
+                reason_code = EXCLUDED.reason_code, timeline = m.timeline || $9::jsonb
                 WHERE m.status_rank < {ACCEPTED_RANK}
             RETURNING true
             """,
@@ -210,6 +227,7 @@ class PgMessageLog(OnDatabase):
             error_json(error),
             message.valid_until,
             entry(status="failed", reason=reason, code=error.code if error else None),
+            reason_code,
         )
         return bool(changed)
 
@@ -234,20 +252,23 @@ WITH accepted AS (
 # A new row, or one no try has now (pending, or its lease ran out), becomes this try's.
 _CLAIM_SQL = f"""
 INSERT INTO messages AS m (command_id, phone_number_id, recipient, kind, command,
-    status, status_rank, attempts, claimed_until, valid_until)
+    status, status_rank, attempts, claimed_until, valid_until, marketing)
 SELECT i.command_id, i.phone_number_id, i.recipient, i.kind, i.command::jsonb,
-    'sending', {SENDING_RANK}, 1, now() + make_interval(secs => $7), i.valid_until
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
-    AS i(command_id, phone_number_id, recipient, kind, command, valid_until)
+    'sending', {SENDING_RANK}, 1, now() + make_interval(secs => $7), i.valid_until, i.marketing
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[],
+    $8::boolean[])
+    AS i(command_id, phone_number_id, recipient, kind, command, valid_until, marketing)
 ON CONFLICT (command_id) DO UPDATE SET
     status = 'sending', status_rank = {SENDING_RANK}, attempts = m.attempts + 1,
     claimed_until = now() + make_interval(secs => $7), updated_at = now(),
     taken_over = m.status_rank = {SENDING_RANK}
     WHERE m.status_rank = {PENDING_RANK}
         OR (m.status_rank = {SENDING_RANK} AND m.claimed_until < now())
-RETURNING m.command_id, m.attempts, m.used_fallback, m.media_id, m.taken_over,
+RETURNING m.command_id, m.attempts, m.used_fallback, m.media_id, m.taken_over, m.not_before,
+    customer_of(m.recipient) AS customer,
+    m.marketing AND marketing_stopped(m.recipient) AS marketing_stopped,
     (SELECT extract(epoch FROM b.until - now())::float8 FROM recipient_backoff b
-      WHERE b.phone_number_id = m.phone_number_id AND b.recipient = m.recipient
+      WHERE b.phone_number_id = m.phone_number_id AND b.recipient = customer_of(m.recipient)
         AND b.until > now()) AS backoff_left
 """
 
@@ -260,4 +281,7 @@ def _claimed(record: Any) -> Claim:
         media_id=record["media_id"],
         backoff_left=float(record["backoff_left"] or 0.0),
         taken_over=record["taken_over"],
+        customer=record["customer"],
+        marketing_stopped=bool(record["marketing_stopped"]),
+        not_before=record["not_before"],
     )

@@ -29,39 +29,44 @@ class PgStatusLog(OnDatabase):
     """Statuses and adoption (part of :class:`sender.pg_store.PostgresStore`)."""
 
     async def apply_status(
-        self, wamid: str, status: str, at: datetime, error: MetaError | None
+        self,
+        wamid: str,
+        status: str,
+        at: datetime,
+        error: MetaError | None,
+        *,
+        priced: bool = False,
     ) -> StatusChange | None:
         rank = RANKS[status]
         async with self.pool.acquire() as conn, conn.transaction():
             before = await conn.fetchrow(
-                "SELECT status_rank FROM messages WHERE wamid = $1 FOR UPDATE", wamid
+                "SELECT status_rank, billed FROM messages WHERE wamid = $1 FOR UPDATE", wamid
             )
             if before is None:
                 return None
             old_rank = int(before["status_rank"])
             changed = old_rank < rank
-            if changed:
+            first_priced = priced and not before["billed"]
+            if changed or first_priced:
                 record = await conn.fetchrow(
-                    f"""
-                    UPDATE messages SET status = $2, status_rank = $3::smallint,
-                        error = COALESCE($4::jsonb, error),
-                        reason = CASE WHEN $3::smallint = {FAILED_RANK} THEN $5 ELSE reason END,
-                        updated_at = now(), timeline = timeline || $6::jsonb
-                    WHERE wamid = $1 RETURNING {ROW_COLUMNS}
-                    """,
+                    _APPLY_SQL,
                     wamid,
                     status,
                     rank,
                     error_json(error),
                     status_reason(error),
                     entry(status=status, at=at.isoformat(), code=error.code if error else None),
+                    changed,
+                    first_priced,
                 )
             else:
                 record = await conn.fetchrow(
                     f"SELECT {ROW_COLUMNS} FROM messages WHERE wamid = $1", wamid
                 )
             assert record is not None
-            return StatusChange(row=log_row(record), old_rank=old_rank, changed=changed)
+            return StatusChange(
+                row=log_row(record), old_rank=old_rank, changed=changed, first_priced=first_priced
+            )
 
     async def adopt(self, wamid: str, phone_number_id: str, recipient: str) -> LogRow | None:
         """A status for an unknown wamid: if exactly one message to that recipient has an
@@ -161,3 +166,17 @@ class PgStatusLog(OnDatabase):
             "SELECT true FROM superseded_wamids WHERE wamid = $1", wamid
         )
         return bool(found)
+
+
+# The status moves the row forward ($7), and/or its pricing is counted now ($8).
+_APPLY_SQL = f"""
+UPDATE messages SET
+    status = CASE WHEN $7 THEN $2 ELSE status END,
+    status_rank = CASE WHEN $7 THEN $3::smallint ELSE status_rank END,
+    error = CASE WHEN $7 THEN COALESCE($4::jsonb, error) ELSE error END,
+    reason = CASE WHEN $7 AND $3::smallint = {FAILED_RANK} THEN $5 ELSE reason END,
+    billed = billed OR $8,
+    updated_at = now(),
+    timeline = CASE WHEN $7 THEN timeline || $6::jsonb ELSE timeline END
+WHERE wamid = $1 RETURNING {ROW_COLUMNS}
+"""

@@ -1,4 +1,4 @@
-"""The sender's store in PostgreSQL: the message log, statuses and limits together."""
+"""The sender's store in PostgreSQL: the message log, statuses, limits and signals together."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from collections.abc import Callable
 
 from sender.pg_limits import PgLimits
 from sender.pg_log import PgMessageLog
+from sender.pg_signals import PgSignals
 from sender.pg_statuses import PgStatusLog
 from shared.batching import HeldConnections
 from shared.resources import Database
 
 
-class PostgresStore(PgMessageLog, PgStatusLog, PgLimits):
+class PostgresStore(PgMessageLog, PgStatusLog, PgLimits, PgSignals):
     """:class:`sender.store.SenderStore` on the service's database (a resource: it closes the
     connections it keeps, unless they are shared with the outbox, which then closes them)."""
 

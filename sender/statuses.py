@@ -9,12 +9,13 @@ by (superseded), or not ours (yet: it is looked at again for ``SENDER_STATUS_ORP
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from sender.deps import Deps
 from sender.outcomes import alert_event, sent_event_id
 from sender.policy import Action, classify, failure_reason, needs_alert
 from sender.sending import handle_send
+from sender.signals import learn_identity
 from sender.store import ACCEPTED_RANK, FAILED_RANK, RANKS, LogRow, StatusChange
 from shared.bus import RetryLater
 from shared.events import MessageFailed, MessageSent, MessageStatus, SendMessage, stable_id
@@ -34,6 +35,7 @@ async def handle_status(deps: Deps, event: MessageStatus, attempt: int = 1) -> N
     window_closed = error is not None and classify(error.code) is Action.WINDOW
     if status == "failed" and window_closed and await _fall_back_late(deps, event, attempt):
         return
+    await learn_identity(deps, event.recipient)
     change = await _apply(deps, event)
     if change == "ignored":
         return
@@ -49,7 +51,14 @@ async def handle_status(deps: Deps, event: MessageStatus, attempt: int = 1) -> N
         return
     if change.changed:
         _count(deps, change, rank, error.code if error is not None else None)
+    if change.first_priced and event.pricing is not None:
+        _count_price(deps, change.row, event.pricing)
     if status == "failed" and change.row.status == "failed":
+        if error is not None and classify(error.code) is Action.MARKETING_STOPPED:
+            # Accepted, then refused: the customer stopped marketing messages.
+            await deps.store.set_marketing(
+                [change.row.recipient], stopped=True, at=deps.clock(), source="meta_131050"
+            )
         await _publish_failure(deps, change.row)
 
 
@@ -57,13 +66,18 @@ async def _apply(deps: Deps, event: MessageStatus) -> StatusChange | Literal["ig
     """The status applied to its message's row (adopting the message first when the log does
     not know the wamid yet); None when it is not (or not yet) ours."""
     error = event.errors[0] if event.errors else None
-    change = await deps.store.apply_status(event.wamid, event.status, event.timestamp, error)
+    priced = event.pricing is not None
+    change = await deps.store.apply_status(
+        event.wamid, event.status, event.timestamp, error, priced=priced
+    )
     if change is not None:
         return change
     placed = await _place(deps, event)
     if placed != "adopted":
         return "ignored" if placed == "ignored" else None
-    return await deps.store.apply_status(event.wamid, event.status, event.timestamp, error)
+    return await deps.store.apply_status(
+        event.wamid, event.status, event.timestamp, error, priced=priced
+    )
 
 
 def _count(deps: Deps, change: StatusChange, rank: int, code: int | None) -> None:
@@ -76,6 +90,13 @@ def _count(deps: Deps, change: StatusChange, rank: int, code: int | None) -> Non
     for name, step in COUNTED:
         if change.old_rank < step <= rank:
             counters[name].labels(row.phone_number_id, row.kind).inc()
+
+
+def _count_price(deps: Deps, row: LogRow, pricing: dict[str, Any]) -> None:
+    """What Meta says the message costs, once per message (Meta repeats it on each status)."""
+    category = str(pricing.get("category") or "unknown")
+    pricing_type = str(pricing.get("type") or "unknown")
+    deps.metrics.billable.labels(row.phone_number_id, category, pricing_type).inc()
 
 
 async def _publish_failure(deps: Deps, row: LogRow) -> None:
@@ -118,9 +139,10 @@ async def _place(deps: Deps, event: MessageStatus) -> Literal["adopted", "ignore
         if isinstance(placed, str):
             return placed
         row = placed
-    elif event.recipient.wa_id:
+    elif event.recipient.wa_id or event.recipient.user_id:
         # An untagged status: the recipient's one message with an unknown outcome, if only one.
-        recipient = "+" + event.recipient.wa_id.lstrip("+")
+        wa_id = event.recipient.wa_id
+        recipient = "+" + wa_id.lstrip("+") if wa_id else str(event.recipient.user_id)
         found = await deps.store.adopt(event.wamid, event.phone_number_id, recipient)
         if found is None:
             return "unknown"

@@ -2,14 +2,16 @@
 
 The message log is the idempotency record: a row is claimed (``sending``, with a lease) before
 the Graph API call and updated with Meta's answer after it. Status ranks only grow. The port is
-three parts, each with its PostgreSQL half in its own module: the message log (claims and
+four parts, each with its PostgreSQL half in its own module: the message log (claims and
 acceptances: ``sender.pg_log``), statuses and adoption (``sender.pg_statuses``), pacing slots,
-circuits and recipient backoffs (``sender.pg_limits``); ``sender.pg_store.PostgresStore`` is
-all three (the fake, for unit tests: ``tests/fakes/sender.py``).
+circuits and recipient backoffs (``sender.pg_limits``), and what Meta says of customers,
+templates and the account (``sender.pg_signals``); ``sender.pg_store.PostgresStore`` is all
+four (the fake, for unit tests: ``tests/fakes/sender.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -67,6 +69,8 @@ class LogRow:
     reason: str | None
     error: MetaError | None
     lease_left: float  # seconds until another replica may take it over (<= 0: free)
+    # What the failure means, when the sender decided it without Meta's code (else None).
+    reason_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,9 @@ class NewMessage:
     kind: str
     command_json: str
     valid_until: datetime
+    # A marketing template (the command's or its fallback's): the claim reads whether the
+    # customer stopped marketing messages.
+    marketing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,9 @@ class Claim:
     # The try before this one stopped mid-way (its lease ran out or it was interrupted): Meta
     # may have its request.
     taken_over: bool = False
+    customer: str | None = None  # the recipient's customer key, when the database knows one
+    marketing_stopped: bool = False  # a marketing message, and the customer stopped them
+    not_before: datetime | None = None  # Meta withheld it (131049): not again before this
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,7 @@ class StatusChange:
     row: LogRow  # after the update
     old_rank: int
     changed: bool
+    first_priced: bool = False  # the first status of the message that carried its pricing
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,34 @@ class Adoption:
 
     outcome: Literal["adopted", "duplicate", "late", "none"]
     row: LogRow | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateState:
+    """What Meta says of one template now."""
+
+    name: str
+    language: str
+    status: str | None  # APPROVED, PAUSED, DISABLED, REJECTED, PENDING, ...
+    category: str | None  # UTILITY, MARKETING, AUTHENTICATION
+    quality: str | None  # GREEN, YELLOW, RED, UNKNOWN
+    template_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateUpdate:
+    """What one webhook (or Meta's list) says of a template at ``at``; None: it says nothing
+    of that attribute. Named by (name, language), or by id alone."""
+
+    name: str | None
+    language: str | None
+    template_id: str | None
+    at: datetime
+    status: str | None = None
+    category: str | None = None
+    quality: str | None = None
+    next_category: str | None = None  # announced for next_category_at
+    next_category_at: datetime | None = None
 
 
 class MessageLog(Protocol):
@@ -138,7 +177,16 @@ class MessageLog(Protocol):
         """Record Meta's answer and, atomically with it, ``result`` in the outbox."""
         ...
 
-    async def release(self, command_id: str, reason: str, error: MetaError | None) -> None: ...
+    async def release(
+        self,
+        command_id: str,
+        reason: str,
+        error: MetaError | None,
+        *,
+        not_before: datetime | None = None,
+    ) -> None:
+        """Back to pending (not sent); ``not_before``: not to be sent again before then."""
+        ...
 
     async def interrupted(self, command_id: str, hold_seconds: float) -> None:
         """A try stopped while Meta may have had its request: the next try takes over in
@@ -146,15 +194,32 @@ class MessageLog(Protocol):
         Claim.taken_over)."""
         ...
 
-    async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool: ...
+    async def failed(
+        self,
+        message: NewMessage,
+        reason: str,
+        error: MetaError | None,
+        reason_code: str | None = None,
+    ) -> bool:
+        """Final, unless Meta accepted it meanwhile (False). ``reason_code``: what it means,
+        when the sender decided it without Meta's code."""
+        ...
 
 
 class StatusLog(Protocol):
     """Status webhooks applied to the log, and the wamids it learns from them."""
 
     async def apply_status(
-        self, wamid: str, status: str, at: datetime, error: MetaError | None
-    ) -> StatusChange | None: ...
+        self,
+        wamid: str,
+        status: str,
+        at: datetime,
+        error: MetaError | None,
+        *,
+        priced: bool = False,
+    ) -> StatusChange | None:
+        """``priced``: the status carries the message's pricing (counted once per message)."""
+        ...
 
     async def adopt(self, wamid: str, phone_number_id: str, recipient: str) -> LogRow | None: ...
 
@@ -181,18 +246,53 @@ class Limits(Protocol):
         self, phone_number_id: str, count: int, rate: float, backdate: float
     ) -> tuple[float, float]: ...
 
-    async def open_circuit(self, phone_number_id: str, reason: str) -> int | None: ...
+    async def open_circuit(
+        self, phone_number_id: str, reason: str, kind: str = "token"
+    ) -> int | None:
+        """The incident number when this opened the circuit (None: it was open)."""
+        ...
 
-    async def close_circuit(self, phone_number_id: str) -> bool: ...
+    async def close_circuit(self, phone_number_id: str, kind: str = "token") -> bool: ...
 
-    async def open_circuits(self) -> list[str]: ...
+    async def open_circuits(self) -> list[tuple[str, str]]:
+        """(number, kind) of every open circuit."""
+        ...
 
     async def backoff_recipient(
         self, phone_number_id: str, recipient: str, unit: float, cap: float
     ) -> float: ...
 
 
-class SenderStore(MessageLog, StatusLog, Limits, Protocol):
+class Signals(Protocol):
+    """What Meta tells besides statuses: customers, preferences, templates, the account."""
+
+    async def link_customer(self, identifiers: Sequence[str]) -> str:
+        """Record ``identifiers`` as one customer (the first preferred as a new customer's key,
+        two known customers merged); the customer's key."""
+        ...
+
+    async def set_marketing(
+        self, identifiers: Sequence[str], *, stopped: bool, at: datetime, source: str
+    ) -> None:
+        """The customer's marketing preference as of ``at`` (an older one is ignored)."""
+        ...
+
+    async def save_template(self, update: TemplateUpdate) -> bool:
+        """False when the update names a template by an id never seen with its name."""
+        ...
+
+    async def templates(self, now: datetime) -> list[TemplateState]: ...
+
+    async def set_account_state(
+        self, waba_id: str, state: str, event: str, at: datetime
+    ) -> None: ...
+
+    async def account_states(self) -> list[str]:
+        """The standing of every account the sender heard of."""
+        ...
+
+
+class SenderStore(MessageLog, StatusLog, Limits, Signals, Protocol):
     """Everything the sender keeps."""
 
 
@@ -220,7 +320,7 @@ def entry(**values: Any) -> str:
 
 ROW_COLUMNS = (
     "command_id, phone_number_id, recipient, kind, status, status_rank, wamid, attempts,"
-    " used_fallback, media_id, reason, error::text AS error,"
+    " used_fallback, media_id, reason, error::text AS error, reason_code,"
     " COALESCE(extract(epoch FROM claimed_until - now()), 0)::float8 AS lease_left"
 )
 
@@ -241,6 +341,7 @@ def log_row(record: Any) -> LogRow:
         reason=record["reason"],
         error=MetaError.model_validate_json(error) if error else None,
         lease_left=float(record["lease_left"]),
+        reason_code=record["reason_code"],
     )
 
 

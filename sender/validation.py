@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from sender.bodies import CAPTIONED, build_body
+from sender.recipients import InvalidRecipient, is_bsuid, normalise_phone, normalise_recipient
 from shared.events import (
     ButtonsContent,
     ContactsContent,
@@ -31,11 +31,6 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
-from shared.phone import InvalidPhone, to_e164
-
-# A pure function of the text, called for every command, mostly with recipients seen before
-# (its regular expressions were a visible share of a send's CPU). Errors are not cached.
-_to_e164 = functools.lru_cache(maxsize=16_384)(to_e164)
 
 TEXT_BODY_MAX = 4096
 CAPTION_MAX = 1024
@@ -102,12 +97,17 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A valid command: the recipient in E.164 and what is needed to build the body."""
+    """A valid command: the recipient (+E164, or a BSUID) and what is needed to build the body."""
 
     command: SendMessage
-    to: str  # +E164
+    to: str  # +E164, or a business-scoped user id
     kind: str
     upload: Upload | None
+    to_phone: str | None = None  # +E164: the same customer's phone, when ``to`` is a BSUID
+
+    @property
+    def to_bsuid(self) -> bool:
+        return is_bsuid(self.to)
 
     @property
     def is_message(self) -> bool:
@@ -115,18 +115,15 @@ class Prepared:
         return self.kind != "mark_read"
 
     def body(
-        self, media_id: str | None = None, *, template: TemplateContent | None = None
+        self,
+        media_id: str | None = None,
+        *,
+        template: TemplateContent | None = None,
+        to: str | None = None,
     ) -> dict[str, Any]:
-        """The Graph body; ``template`` replaces the content (a fallback template)."""
-        return build_body(self.command, self.to, media_id=media_id, template=template)
-
-
-def normalise_recipient(raw: str) -> str:
-    """E.164, bare digits or ``whatsapp:+...`` to ``+E164`` (raises :class:`InvalidCommand`)."""
-    try:
-        return _to_e164(raw)
-    except InvalidPhone:
-        raise InvalidCommand(f"'to' is not a phone number: {raw!r}") from None
+        """The Graph body; ``template`` replaces the content (a fallback template), ``to`` the
+        recipient (the customer's phone, when Meta refused the BSUID)."""
+        return build_body(self.command, to or self.to, media_id=media_id, template=template)
 
 
 def prepare(command: SendMessage, *, now: datetime | None = None) -> Prepared | Invalid:
@@ -147,9 +144,12 @@ def prepare(command: SendMessage, *, now: datetime | None = None) -> Prepared | 
         upload = _check_content(command)
         if command.fallback_template is not None:
             _check_template(command.fallback_template, "fallback_template")
-    except InvalidCommand as error:
+        to_phone = normalise_phone(command.to_phone) if command.to_phone else None
+    except (InvalidCommand, InvalidRecipient) as error:
         return Invalid(str(error))
-    return Prepared(command=command, to=to, kind=command.content.kind, upload=upload)
+    return Prepared(
+        command=command, to=to, kind=command.content.kind, upload=upload, to_phone=to_phone
+    )
 
 
 # --------------------------------------------------------------------------- rules

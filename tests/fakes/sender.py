@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ from sender.store import (
     LogRow,
     NewMessage,
     StatusChange,
+    TemplateState,
+    TemplateUpdate,
     status_reason,
 )
 from shared.events import Event, MetaError
@@ -51,6 +54,9 @@ class _Row:
     reason: str | None = None
     error: MetaError | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
+    not_before: datetime | None = None
+    reason_code: str | None = None
+    billed: bool = False
 
     def view(self) -> LogRow:
         m = self.message
@@ -68,6 +74,7 @@ class _Row:
             reason=self.reason,
             error=self.error,
             lease_left=self.claimed_until - time.monotonic() if self.rank == SENDING_RANK else 0.0,
+            reason_code=self.reason_code,
         )
 
 
@@ -79,9 +86,23 @@ class FakeStore:
     outbox: list[Event] = field(default_factory=list)  # result events written with a row
     patient_claims: int = 0
     slots: dict[str, float] = field(default_factory=dict)
-    circuits: dict[str, tuple[str, int]] = field(default_factory=dict)
+    circuits: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
     backoffs: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)
     superseded_wamids: dict[str, str] = field(default_factory=dict)
+    customers: dict[str, str] = field(default_factory=dict)  # identifier: customer key
+    # identifier: (stopped, changed_at)
+    preferences: dict[str, tuple[bool, datetime]] = field(default_factory=dict)
+    template_states: dict[tuple[str, str], TemplateState] = field(default_factory=dict)
+    accounts: dict[str, str] = field(default_factory=dict)
+
+    def customer_of(self, identifier: str) -> str:
+        return self.customers.get(identifier, identifier)
+
+    def marketing_stopped(self, identifier: str) -> bool:
+        customer = self.customer_of(identifier)
+        mine = {identifier, *(i for i, c in self.customers.items() if c == customer)}
+        said = [self.preferences[i] for i in mine if i in self.preferences]
+        return max(said, key=lambda p: p[1])[0] if said else False
 
     async def start(self) -> None:
         return None
@@ -104,7 +125,8 @@ class FakeStore:
         taken_over = row.rank == SENDING_RANK
         row.status, row.rank, row.attempts = "sending", SENDING_RANK, row.attempts + 1
         row.claimed_until = now + lease_seconds
-        until, _ = self.backoffs.get((message.phone_number_id, message.recipient), (0.0, 0))
+        customer = self.customer_of(message.recipient)
+        until, _ = self.backoffs.get((message.phone_number_id, customer), (0.0, 0))
         return Claim(
             "claimed",
             attempts=row.attempts,
@@ -112,6 +134,9 @@ class FakeStore:
             media_id=row.media_id,
             backoff_left=max(0.0, until - now),
             taken_over=taken_over,
+            customer=customer,
+            marketing_stopped=message.marketing and self.marketing_stopped(message.recipient),
+            not_before=row.not_before,
         )
 
     async def get(self, command_id: str) -> LogRow | None:
@@ -135,39 +160,62 @@ class FakeStore:
         if result is not None:
             self.outbox.append(result)
 
-    async def release(self, command_id: str, reason: str, error: MetaError | None) -> None:
+    async def release(
+        self,
+        command_id: str,
+        reason: str,
+        error: MetaError | None,
+        *,
+        not_before: datetime | None = None,
+    ) -> None:
         row = self.rows[command_id]
         if row.rank == SENDING_RANK:
             row.status, row.rank, row.reason = "pending", PENDING_RANK, reason
             row.error = error or row.error
+            row.not_before = not_before or row.not_before
 
     async def interrupted(self, command_id: str, hold_seconds: float) -> None:
         row = self.rows[command_id]
         if row.rank == SENDING_RANK:
             row.claimed_until = time.monotonic() + hold_seconds
 
-    async def failed(self, message: NewMessage, reason: str, error: MetaError | None) -> bool:
+    async def failed(
+        self,
+        message: NewMessage,
+        reason: str,
+        error: MetaError | None,
+        reason_code: str | None = None,
+    ) -> bool:
         row = self.rows.setdefault(message.command_id, _Row(message))
         if row.rank >= ACCEPTED_RANK:
             return False
         row.status, row.rank, row.reason, row.error = "failed", FAILED_RANK, reason, error
+        row.reason_code = reason_code
         return True
 
     async def apply_status(
-        self, wamid: str, status: str, at: datetime, error: MetaError | None
+        self,
+        wamid: str,
+        status: str,
+        at: datetime,
+        error: MetaError | None,
+        *,
+        priced: bool = False,
     ) -> StatusChange | None:
         row = next((r for r in self.rows.values() if r.wamid == wamid), None)
         if row is None:
             return None
         old, rank = row.rank, RANKS[status]
         changed = old < rank
+        first_priced = priced and not row.billed
+        row.billed = row.billed or priced
         if changed:
             row.status, row.rank = status, rank
             row.error = error or row.error
             if rank == FAILED_RANK:
                 row.reason = status_reason(error)
             row.timeline.append({"status": status})
-        return StatusChange(row.view(), old, changed)
+        return StatusChange(row.view(), old, changed, first_priced)
 
     async def adopt(self, wamid: str, phone_number_id: str, recipient: str) -> LogRow | None:
         found = [
@@ -222,30 +270,75 @@ class FakeStore:
         self.slots[phone_number_id] = start + count / rate
         return start, now
 
-    async def open_circuit(self, phone_number_id: str, reason: str) -> int | None:
-        state, incident = self.circuits.get(phone_number_id, ("closed", 0))
+    async def open_circuit(
+        self, phone_number_id: str, reason: str, kind: str = "token"
+    ) -> int | None:
+        state, incident = self.circuits.get((phone_number_id, kind), ("closed", 0))
         if state == "open":
             return None
-        self.circuits[phone_number_id] = ("open", incident + 1)
+        self.circuits[(phone_number_id, kind)] = ("open", incident + 1)
         return incident + 1
 
-    async def close_circuit(self, phone_number_id: str) -> bool:
-        state, incident = self.circuits.get(phone_number_id, ("closed", 0))
-        self.circuits[phone_number_id] = ("closed", incident)
+    async def close_circuit(self, phone_number_id: str, kind: str = "token") -> bool:
+        state, incident = self.circuits.get((phone_number_id, kind), ("closed", 0))
+        self.circuits[(phone_number_id, kind)] = ("closed", incident)
         return state == "open"
 
-    async def open_circuits(self) -> list[str]:
-        return [n for n, (state, _) in self.circuits.items() if state == "open"]
+    async def open_circuits(self) -> list[tuple[str, str]]:
+        return [key for key, (state, _) in self.circuits.items() if state == "open"]
 
     async def backoff_recipient(
         self, phone_number_id: str, recipient: str, unit: float, cap: float
     ) -> float:
         now = time.monotonic()
-        until, strikes = self.backoffs.get((phone_number_id, recipient), (0.0, 0))
+        key = (phone_number_id, self.customer_of(recipient))
+        until, strikes = self.backoffs.get(key, (0.0, 0))
         strikes = strikes + 1 if until > now - cap else 1
         delay = float(min(cap, unit * 4.0 ** (strikes - 1)))
-        self.backoffs[(phone_number_id, recipient)] = (now + delay, strikes)
+        self.backoffs[key] = (now + delay, strikes)
         return delay
+
+    async def link_customer(self, identifiers: Sequence[str]) -> str:
+        found = sorted({self.customers[i] for i in identifiers if i in self.customers})
+        chosen = self.customers.get(identifiers[0]) or (found[0] if found else identifiers[0])
+        for identifier, customer in list(self.customers.items()):
+            if customer in found:
+                self.customers[identifier] = chosen
+        for identifier in [*identifiers, chosen]:
+            self.customers[identifier] = chosen
+        return chosen
+
+    async def set_marketing(
+        self, identifiers: Sequence[str], *, stopped: bool, at: datetime, source: str
+    ) -> None:
+        for identifier in identifiers:
+            known = self.preferences.get(identifier)
+            if known is None or at >= known[1]:
+                self.preferences[identifier] = (stopped, at)
+
+    async def save_template(self, update: TemplateUpdate) -> bool:
+        if update.name is None or update.language is None:
+            return False
+        key = (update.name, update.language)
+        known = self.template_states.get(key) or TemplateState(key[0], key[1], None, None, None)
+        self.template_states[key] = TemplateState(
+            name=key[0],
+            language=key[1],
+            status=update.status or known.status,
+            category=update.category or known.category,
+            quality=update.quality or known.quality,
+            template_id=update.template_id or known.template_id,
+        )
+        return True
+
+    async def templates(self, now: datetime) -> list[TemplateState]:
+        return list(self.template_states.values())
+
+    async def set_account_state(self, waba_id: str, state: str, event: str, at: datetime) -> None:
+        self.accounts[waba_id] = state
+
+    async def account_states(self) -> list[str]:
+        return list(self.accounts.values())
 
 
 # --------------------------------------------------------------------------- Graph API
@@ -266,6 +359,7 @@ class FakeGraphClient:
     fetch_script: deque[Exception | None] = field(default_factory=deque)
     upload_script: deque[Exception | None] = field(default_factory=deque)
     delay: float = 0.0
+    templates: list[dict[str, Any]] = field(default_factory=list)  # the account's, at "Meta"
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     async def start(self) -> None:
@@ -291,7 +385,8 @@ class FakeGraphClient:
             raise outcome
         if body.get("status") == "read":
             return Accepted(wamid=None)
-        return Accepted(wamid=f"wamid.fake{next(self._ids)}", wa_id=str(body["to"]).lstrip("+"))
+        wa_id = str(body["to"]).lstrip("+") if "to" in body else None
+        return Accepted(wamid=f"wamid.fake{next(self._ids)}", wa_id=wa_id)
 
     async def upload_media(
         self, phone_number_id: str, data: bytes, mime_type: str, filename: str | None
@@ -314,6 +409,14 @@ class FakeGraphClient:
         if len(data) > max_bytes:
             raise too_large(f"media {media_id}", len(data), max_bytes)
         return data, mime_type
+
+    async def list_templates(self, waba_id: str) -> list[dict[str, Any]]:
+        return [dict(t) for t in self.templates]
+
+    async def create_template(self, waba_id: str, template: dict[str, Any]) -> dict[str, Any]:
+        created = {**template, "id": str(len(self.templates) + 1), "status": "PENDING"}
+        self.templates.append(created)
+        return {"id": created["id"], "status": "PENDING", "category": template["category"]}
 
     async def download(self, url: str, max_bytes: int) -> tuple[bytes, str | None]:
         if url not in self.downloads:

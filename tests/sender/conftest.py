@@ -23,6 +23,7 @@ from sandbox.app import create_app as create_sandbox
 from sandbox.config import SandboxConfig
 from sender.app import send_queue_spec, status_queue_spec
 from sender.bootstrap import Adapters, bootstrap
+from sender.handlers import STATUSES
 from sender.settings import Settings
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.events import (
@@ -30,7 +31,6 @@ from shared.events import (
     Event,
     MessageFailed,
     MessageSent,
-    MessageStatus,
     SendMessage,
 )
 from shared.ops import add_ops_routes
@@ -62,10 +62,11 @@ FAST: dict[str, Any] = {
 }
 
 
-def statuses_from_webhook(payload: dict[str, Any]) -> list[MessageStatus]:
-    """What the gateway makes of a status webhook (its own parser)."""
+def statuses_from_webhook(payload: dict[str, Any]) -> list[Event]:
+    """What the gateway makes of a webhook (its own parser): the events the sender's status
+    queue takes (statuses, and the template, customer and account signals it parses)."""
     parsed = parse_webhook(payload, received_at=datetime.now(UTC))
-    return [event for event in parsed.events if isinstance(event, MessageStatus)]
+    return [event for event in parsed.events if isinstance(event, STATUSES.event_types)]
 
 
 @dataclass
@@ -90,10 +91,19 @@ class Stack:
 
     async def inbound(self, phone: str, text: str = "hola") -> str:
         """The phone writes to the business (opens its 24 h window); returns the wamid."""
-        body = {"from": phone, "text": text}
+        return str((await self.write(**{"from": phone, "text": text}))["wamid"])
+
+    async def write(self, **body: Any) -> dict[str, Any]:
+        """A customer writes (``from`` and/or ``user_id``...): the sandbox's answer."""
         async with self.http.post(f"{self.sandbox_url}/_sandbox/inbound", json=body) as r:
             assert r.status == 200, await r.text()
-            return str((await r.json())["wamid"])
+            return dict(await r.json())
+
+    async def emit(self, **body: Any) -> dict[str, Any]:
+        """A webhook Meta would send (``field``, options): the sandbox changes what it keeps."""
+        async with self.http.post(f"{self.sandbox_url}/_sandbox/webhooks/emit", json=body) as r:
+            assert r.status == 200, await r.text()
+            return dict(await r.json())
 
     async def phone(self, phone: str) -> list[dict[str, Any]]:
         async with self.http.get(f"{self.sandbox_url}/_sandbox/phones/{phone}/messages") as r:
