@@ -10,12 +10,12 @@ from sender.deps import SERVICE
 from sender.graph import GraphApiError, MediaGone
 from sender.outcomes import Send, fail, hold, retry
 from sender.policy import (
-    EXPLAINED,
     TEMPLATE_STATUS_OF_CODE,
     WITHHELD_FOR,
     Action,
     circuit_of,
     classify,
+    explained,
     needs_alert,
 )
 from sender.signals import refresh_templates
@@ -71,8 +71,9 @@ async def on_api_error(
         reason = f"Meta error {error.code} {meta.title or ''}".strip()
         if meta.details:
             reason += f": {meta.details}"
-        if error.code in EXPLAINED:
-            reason += f" ({EXPLAINED[error.code]})"
+        meaning = explained(error.code)
+        if meaning is not None:
+            reason += f" ({meaning})"
         await fail(send, reason, meta, code=str(error.code), alert=needs_alert(error.code))
 
 

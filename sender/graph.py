@@ -10,6 +10,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
+from sender.policy import MEDIA_DOWNLOAD_ERROR, MEDIA_UPLOAD_ERROR, UNKNOWN_OBJECT
 from sender.settings import Settings
 from shared.events import MetaError
 from shared.send_ref import SendRef, tag
@@ -114,7 +115,9 @@ def too_large(what: str, size: int | None, max_bytes: int) -> GraphApiError:
     """Media over the sender's size limit (SENDER_MEDIA_MAX_BYTES): final, like Meta's 131053."""
     found = f" ({size} bytes)" if size is not None else ""
     return GraphApiError(
-        131053, "Media upload error", details=f"{what}{found} is larger than {max_bytes} bytes"
+        MEDIA_UPLOAD_ERROR,
+        "Media upload error",
+        details=f"{what}{found} is larger than {max_bytes} bytes",
     )
 
 
@@ -238,7 +241,7 @@ class AiohttpGraphClient:
                     raise GraphUnavailable(f"media URL answered HTTP {response.status}")
                 if response.status >= 400:
                     raise GraphApiError(
-                        131053,
+                        MEDIA_UPLOAD_ERROR,
                         "Media upload error",
                         details=f"downloading {url} answered HTTP {response.status}",
                         http_status=response.status,
@@ -256,7 +259,7 @@ class AiohttpGraphClient:
         try:
             info = await self._call("GET", f"{self.base_url}/{quote(media_id, safe='')}")
         except GraphApiError as error:
-            if error.code != 100:  # 100: "Object with ID ... does not exist" (unknown, expired)
+            if error.code != UNKNOWN_OBJECT:
                 raise
             raise MediaGone(media_id, error.code, error.message, details=error.details) from error
         url = info.get("url") if isinstance(info, dict) else None
@@ -322,8 +325,10 @@ class AiohttpGraphClient:
             raise api_error  # a token problem (190) goes through the usual policy
         details = f"the URL of media {media_id} answered HTTP {status}"
         if status in (404, 410):
-            raise MediaGone(media_id, 131052, "Media download error", details=details)
-        raise GraphApiError(131052, "Media download error", details=details, http_status=status)
+            raise MediaGone(media_id, MEDIA_DOWNLOAD_ERROR, "Media download error", details=details)
+        raise GraphApiError(
+            MEDIA_DOWNLOAD_ERROR, "Media download error", details=details, http_status=status
+        )
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         try:

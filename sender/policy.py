@@ -78,6 +78,18 @@ EXPLAINED = {
 }
 
 
+# The Graph API adapter's own errors, in Meta's words: media too large or gone (final).
+MEDIA_UPLOAD_ERROR = 131053
+MEDIA_DOWNLOAD_ERROR = 131052
+# 100 on ``GET /<media_id>``: "Object with ID ... does not exist" (unknown, or expired).
+UNKNOWN_OBJECT = 100
+
+
+def explained(code: int) -> str | None:
+    """What Meta's code means, in words, when its title says too little."""
+    return EXPLAINED.get(code)
+
+
 def classify(code: int) -> Action:
     if code in CIRCUIT_OF_CODE:
         return Action.CIRCUIT
