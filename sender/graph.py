@@ -1,17 +1,17 @@
-"""The Graph API port: :class:`GraphClient`, its aiohttp adapter, and a fake for unit tests."""
+"""The Graph API port: :class:`GraphClient`, and its aiohttp adapter (the fake, for unit tests:
+``tests/fakes/sender.py``)."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 from urllib.parse import quote
 
 import aiohttp
 import orjson
 
+from sender.policy import MEDIA_DOWNLOAD_ERROR, MEDIA_UPLOAD_ERROR, UNKNOWN_OBJECT
+from sender.settings import Settings
 from shared.events import MetaError
 from shared.send_ref import SendRef, tag
 
@@ -22,6 +22,9 @@ class Accepted:
 
     wamid: str | None
     wa_id: str | None = None
+
+
+TEMPLATE_FIELDS = "name,language,status,category,quality_score,id"
 
 
 class GraphApiError(Exception):
@@ -68,6 +71,12 @@ class MediaGone(GraphApiError):
 
 
 class GraphClient(Protocol):
+    """Meta's Graph API (a resource: started and closed with the service)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
     async def send_message(
         self, phone_number_id: str, body: dict[str, Any], ref: SendRef | None = None
     ) -> Accepted:
@@ -92,12 +101,23 @@ class GraphClient(Protocol):
         """
         ...
 
+    async def list_templates(self, waba_id: str) -> list[dict[str, Any]]:
+        """Every message template of the account (``GET /<waba_id>/message_templates``, all
+        pages), with name, language, status, category, quality_score and id."""
+        ...
+
+    async def create_template(self, waba_id: str, template: dict[str, Any]) -> dict[str, Any]:
+        """``POST /<waba_id>/message_templates``: Meta's answer (``id``, ``status``, ...)."""
+        ...
+
 
 def too_large(what: str, size: int | None, max_bytes: int) -> GraphApiError:
     """Media over the sender's size limit (SENDER_MEDIA_MAX_BYTES): final, like Meta's 131053."""
     found = f" ({size} bytes)" if size is not None else ""
     return GraphApiError(
-        131053, "Media upload error", details=f"{what}{found} is larger than {max_bytes} bytes"
+        MEDIA_UPLOAD_ERROR,
+        "Media upload error",
+        details=f"{what}{found} is larger than {max_bytes} bytes",
     )
 
 
@@ -125,6 +145,8 @@ def parse_error(status: int, payload: Any) -> GraphApiError | None:
         return None
     data = error.get("error_data")
     details = data.get("details") if isinstance(data, dict) else None
+    if details is None:
+        details = error.get("error_user_msg")  # the template API says it here
     return GraphApiError(
         code,
         str(error.get("message") or ""),
@@ -145,6 +167,15 @@ class AiohttpGraphClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AiohttpGraphClient:
+        return cls(
+            settings.graph_base,
+            settings.META_WA_ACCESS_TOKEN,
+            timeout=settings.SENDER_REQUEST_TIMEOUT_SECONDS,
+            connections=settings.SENDER_CONCURRENCY,
+        )
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
@@ -210,7 +241,7 @@ class AiohttpGraphClient:
                     raise GraphUnavailable(f"media URL answered HTTP {response.status}")
                 if response.status >= 400:
                     raise GraphApiError(
-                        131053,
+                        MEDIA_UPLOAD_ERROR,
                         "Media upload error",
                         details=f"downloading {url} answered HTTP {response.status}",
                         http_status=response.status,
@@ -228,7 +259,7 @@ class AiohttpGraphClient:
         try:
             info = await self._call("GET", f"{self.base_url}/{quote(media_id, safe='')}")
         except GraphApiError as error:
-            if error.code != 100:  # 100: "Object with ID ... does not exist" (unknown, expired)
+            if error.code != UNKNOWN_OBJECT:
                 raise
             raise MediaGone(media_id, error.code, error.message, details=error.details) from error
         url = info.get("url") if isinstance(info, dict) else None
@@ -254,6 +285,33 @@ class AiohttpGraphClient:
             raise too_large(f"media {media_id}", response.content_length, max_bytes)
         return data, mime_type if isinstance(mime_type, str) else response.content_type
 
+    async def list_templates(self, waba_id: str) -> list[dict[str, Any]]:
+        url: str | None = (
+            f"{self.base_url}/{quote(waba_id, safe='')}/message_templates"
+            f"?fields={TEMPLATE_FIELDS}&limit=100"
+        )
+        found: list[dict[str, Any]] = []
+        while url:
+            page = await self._call("GET", url)
+            if not isinstance(page, dict) or not isinstance(page.get("data"), list):
+                raise GraphUnavailable(f"unexpected answer to a template list: {str(page)[:200]}")
+            found.extend(item for item in page["data"] if isinstance(item, dict))
+            paging = page.get("paging")
+            following = paging.get("next") if isinstance(paging, dict) else None
+            url = following if isinstance(following, str) else None
+        return found
+
+    async def create_template(self, waba_id: str, template: dict[str, Any]) -> dict[str, Any]:
+        answer = await self._call(
+            "POST",
+            f"{self.base_url}/{quote(waba_id, safe='')}/message_templates",
+            data=orjson.dumps(template),
+            headers={"Content-Type": "application/json"},
+        )
+        if not isinstance(answer, dict):
+            raise GraphUnavailable(f"unexpected answer to a template creation: {str(answer)[:200]}")
+        return answer
+
     @staticmethod
     def _download_error(media_id: str, status: int, raw: bytes) -> NoReturn:
         if status >= 500:
@@ -267,8 +325,10 @@ class AiohttpGraphClient:
             raise api_error  # a token problem (190) goes through the usual policy
         details = f"the URL of media {media_id} answered HTTP {status}"
         if status in (404, 410):
-            raise MediaGone(media_id, 131052, "Media download error", details=details)
-        raise GraphApiError(131052, "Media download error", details=details, http_status=status)
+            raise MediaGone(media_id, MEDIA_DOWNLOAD_ERROR, "Media download error", details=details)
+        raise GraphApiError(
+            MEDIA_DOWNLOAD_ERROR, "Media download error", details=details, http_status=status
+        )
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
@@ -289,75 +349,3 @@ class AiohttpGraphClient:
         if api_error is not None:
             raise api_error
         raise GraphUnavailable(f"the Graph API answered HTTP {status} without an error object")
-
-
-# --------------------------------------------------------------------------- fake
-
-
-@dataclass
-class FakeGraphClient:
-    """In memory: records every call; ``script`` holds outcomes for the next sends."""
-
-    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    refs: list[SendRef | None] = field(default_factory=list)  # the ref of each send
-    uploads: list[tuple[str, bytes, str]] = field(default_factory=list)
-    script: deque[Exception | None] = field(default_factory=deque)
-    downloads: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
-    # Media at Meta by id (what ``fetch_media`` copies), and outcomes for the next fetches.
-    media: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
-    fetched: list[str] = field(default_factory=list)
-    fetch_script: deque[Exception | None] = field(default_factory=deque)
-    upload_script: deque[Exception | None] = field(default_factory=deque)
-    delay: float = 0.0
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    def then(self, *outcomes: Exception | None) -> FakeGraphClient:
-        """Queue outcomes for the next sends: an exception to raise, or None to accept."""
-        self.script.extend(outcomes)
-        return self
-
-    async def send_message(
-        self, phone_number_id: str, body: dict[str, Any], ref: SendRef | None = None
-    ) -> Accepted:
-        self.sent.append((phone_number_id, body))
-        self.refs.append(ref)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        outcome = self.script.popleft() if self.script else None
-        if outcome is not None:
-            raise outcome
-        if body.get("status") == "read":
-            return Accepted(wamid=None)
-        return Accepted(wamid=f"wamid.fake{next(self._ids)}", wa_id=str(body["to"]).lstrip("+"))
-
-    async def upload_media(
-        self, phone_number_id: str, data: bytes, mime_type: str, filename: str | None
-    ) -> str:
-        outcome = self.upload_script.popleft() if self.upload_script else None
-        if outcome is not None:
-            raise outcome
-        self.uploads.append((phone_number_id, data, mime_type))
-        return f"media{len(self.uploads)}"
-
-    async def fetch_media(self, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
-        self.fetched.append(media_id)
-        outcome = self.fetch_script.popleft() if self.fetch_script else None
-        if outcome is not None:
-            raise outcome
-        if media_id not in self.media:
-            message = f"Unsupported get request. Object with ID '{media_id}' does not exist"
-            raise MediaGone(media_id, 100, message, details=None)
-        data, mime_type = self.media[media_id]
-        if len(data) > max_bytes:
-            raise too_large(f"media {media_id}", len(data), max_bytes)
-        return data, mime_type
-
-    async def download(self, url: str, max_bytes: int) -> tuple[bytes, str | None]:
-        if url not in self.downloads:
-            raise GraphApiError(131053, "Media upload error", details=f"{url} answered HTTP 404")
-        return self.downloads[url]
-
-
-def meta_error(code: int, title: str = "error", details: str | None = None) -> GraphApiError:
-    """A Graph error as the fake raises it (tests)."""
-    return GraphApiError(code, f"(#{code}) {title}", details=details)

@@ -1,4 +1,4 @@
-"""Pacing: per-number send slots shared through the store, per-recipient buckets, circuits.
+"""Pacing: per-number send slots shared through the store, and per-recipient buckets.
 
 A number's rate ``R`` (Meta's throughput limit) means one thing everywhere in Mensajero, the
 sender and the sandbox alike: **the sends Meta accepts for the number conform to a token bucket
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 # How late a send may use its slot (seconds): the sender's burst. Wake-ups later than this give
 # the slot up (the bucket was full: those tokens overflowed).
@@ -279,7 +278,7 @@ class NumberPacer:
 
 
 class Pacers:
-    """One :class:`NumberPacer` per business number."""
+    """One :class:`NumberPacer` per business number (a resource: closing stops their tasks)."""
 
     def __init__(
         self,
@@ -309,6 +308,9 @@ class Pacers:
                 on_missed=self._missed_callback(phone_number_id),
             )
         return pacer
+
+    async def start(self) -> None:
+        return None  # pacers start on a number's first send
 
     async def close(self) -> None:
         for pacer in self._pacers.values():
@@ -372,68 +374,3 @@ class PairLimiter:
         ]
         for key in full:
             del self._buckets[key]
-
-
-CircuitState = Literal["closed", "open", "probing"]
-
-
-@dataclass
-class Circuit:
-    """A number's token circuit: closed (send), open (hold), probing (one send tries)."""
-
-    probe_seconds: float
-    clock: Callable[[], float] = time.monotonic
-    state: CircuitState = "closed"
-    next_probe_at: float = 0.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def admit(self) -> tuple[bool, float]:
-        """(is_probe, 0) to send now; (False, seconds) to hold the message that long."""
-        if self.state == "closed":
-            return False, 0.0
-        now = self.clock()
-        if self.state == "open" and now >= self.next_probe_at:
-            self.state = "probing"
-            return True, 0.0
-        wait = max(self.next_probe_at - now, 0.0) if self.state == "open" else self.probe_seconds
-        # Spread the held messages over the interval so they do not all come back at once.
-        return False, max(wait, self.probe_seconds * (0.5 + self.rng.random() / 2))
-
-    def token_failed(self) -> bool:
-        """Open (again); True when this closed circuit just opened."""
-        was_closed = self.state == "closed"
-        self.state = "open"
-        self.next_probe_at = self.clock() + self.probe_seconds
-        return was_closed
-
-    def token_worked(self) -> bool:
-        """Close; True when it was not closed."""
-        was_open = self.state != "closed"
-        self.state = "closed"
-        return was_open
-
-    def probe_abandoned(self) -> None:
-        """The probe never reached Meta: let the next message probe."""
-        if self.state == "probing":
-            self.state = "open"
-            self.next_probe_at = self.clock()
-
-    @property
-    def value(self) -> float:
-        return {"closed": 0.0, "open": 1.0, "probing": 2.0}[self.state]
-
-
-class Circuits:
-    def __init__(self, probe_seconds: float, *, clock: Callable[[], float] = time.monotonic):
-        self.probe_seconds = probe_seconds
-        self._clock = clock
-        self._circuits: dict[str, Circuit] = {}
-
-    def for_number(self, phone_number_id: str) -> Circuit:
-        circuit = self._circuits.get(phone_number_id)
-        if circuit is None:
-            circuit = self._circuits[phone_number_id] = Circuit(self.probe_seconds, self._clock)
-        return circuit
-
-    def items(self) -> list[tuple[str, Circuit]]:
-        return list(self._circuits.items())

@@ -39,7 +39,13 @@ class Settings(DatabaseSettings):
     # The default business number (a command may name another one).
     META_WA_PHONE_NUMBER_ID: str = Field(min_length=1)
     META_GRAPH_URL: str = "https://graph.facebook.com"
-    META_GRAPH_VERSION: str = "v23.0"
+    # Meta retires each version about two years after its release (sender/versions.py).
+    META_GRAPH_VERSION: str = "v25.0"
+    # The WhatsApp Business Account (WABA) id: its message templates are listed, created and
+    # checked at start-up (`python -m sender templates`). Without it, the check is skipped.
+    META_WA_BUSINESS_ACCOUNT_ID: str | None = None
+    # The company profiles: the templates the business needs (`templates`).
+    COMPANY_PROFILES_FILE: str | None = None
     SENDER_PORT: int = 9101
 
     # Throughput per business number (Meta: 80/s by default, up to 1000/s).
@@ -78,6 +84,11 @@ class Settings(DatabaseSettings):
     SENDER_LEASE_EXTRA_SECONDS: float = Field(default=5.0, ge=0)
     # Largest media the sender downloads to upload from a URL.
     SENDER_MEDIA_MAX_BYTES: int = Field(default=100 * 1024 * 1024, ge=1)
+    # How often each replica reads the template states and the account's standing from the
+    # database (the refusals and the database-wide gauges).
+    SENDER_STATE_REFRESH_SECONDS: float = Field(default=15.0, gt=0)
+    # How often the configured templates are checked against Meta's list (and at start-up).
+    SENDER_TEMPLATE_CHECK_SECONDS: float = Field(default=86_400.0, gt=0)
 
     @field_validator("SENDER_RETRY_TIERS_MS", mode="before")
     @classmethod

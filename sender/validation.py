@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sender.bodies import CAPTIONED, build_body
+from sender.recipients import InvalidRecipient, is_bsuid, normalise_phone, normalise_recipient
 from shared.events import (
     ButtonsContent,
     ContactsContent,
@@ -30,11 +31,6 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
-from shared.phone import InvalidPhone, to_e164
-
-# A pure function of the text, called for every command, mostly with recipients seen before
-# (its regular expressions were a visible share of a send's CPU). Errors are not cached.
-_to_e164 = functools.lru_cache(maxsize=16_384)(to_e164)
 
 TEXT_BODY_MAX = 4096
 CAPTION_MAX = 1024
@@ -56,7 +52,6 @@ OPAQUE_DATA_MAX = 512
 TEMPLATE_NAME_MAX = 512
 FILENAME_MAX = 240
 
-CAPTIONED = ("image", "video", "document")
 MEDIA_SOURCES = ("media_id", "link", "upload_url", "upload_base64", "copy_from_media_id")
 TEMPLATE_COMPONENTS = ("header", "body", "button", "footer", "carousel", "limited_time_offer")
 TEMPLATE_PARAMETERS = (
@@ -102,12 +97,17 @@ class Upload:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A valid command: the recipient in E.164 and what is needed to build the body."""
+    """A valid command: the recipient (+E164, or a BSUID) and what is needed to build the body."""
 
     command: SendMessage
-    to: str  # +E164
+    to: str  # +E164, or a business-scoped user id
     kind: str
     upload: Upload | None
+    to_phone: str | None = None  # +E164: the same customer's phone, when ``to`` is a BSUID
+
+    @property
+    def to_bsuid(self) -> bool:
+        return is_bsuid(self.to)
 
     @property
     def is_message(self) -> bool:
@@ -115,18 +115,15 @@ class Prepared:
         return self.kind != "mark_read"
 
     def body(
-        self, media_id: str | None = None, *, template: TemplateContent | None = None
+        self,
+        media_id: str | None = None,
+        *,
+        template: TemplateContent | None = None,
+        to: str | None = None,
     ) -> dict[str, Any]:
-        """The Graph body; ``template`` replaces the content (a fallback template)."""
-        return build_body(self.command, self.to, media_id=media_id, template=template)
-
-
-def normalise_recipient(raw: str) -> str:
-    """E.164, bare digits or ``whatsapp:+...`` to ``+E164`` (raises :class:`InvalidCommand`)."""
-    try:
-        return _to_e164(raw)
-    except InvalidPhone:
-        raise InvalidCommand(f"'to' is not a phone number: {raw!r}") from None
+        """The Graph body; ``template`` replaces the content (a fallback template), ``to`` the
+        recipient (the customer's phone, when Meta refused the BSUID)."""
+        return build_body(self.command, to or self.to, media_id=media_id, template=template)
 
 
 def prepare(command: SendMessage, *, now: datetime | None = None) -> Prepared | Invalid:
@@ -147,9 +144,12 @@ def prepare(command: SendMessage, *, now: datetime | None = None) -> Prepared | 
         upload = _check_content(command)
         if command.fallback_template is not None:
             _check_template(command.fallback_template, "fallback_template")
-    except InvalidCommand as error:
+        to_phone = normalise_phone(command.to_phone) if command.to_phone else None
+    except (InvalidCommand, InvalidRecipient) as error:
         return Invalid(str(error))
-    return Prepared(command=command, to=to, kind=command.content.kind, upload=upload)
+    return Prepared(
+        command=command, to=to, kind=command.content.kind, upload=upload, to_phone=to_phone
+    )
 
 
 # --------------------------------------------------------------------------- rules
@@ -375,137 +375,3 @@ def _check_template(template: TemplateContent, field: str) -> None:
                     raise InvalidCommand(f"{pwhere} {ptype} needs an id or a link")
                 if media.get("link"):
                     _http_url(str(media["link"]), f"{pwhere} {ptype} link")
-
-
-# --------------------------------------------------------------------------- bodies
-
-
-def build_body(
-    command: SendMessage,
-    to: str,
-    *,
-    media_id: str | None = None,
-    template: TemplateContent | None = None,
-) -> dict[str, Any]:
-    """The exact Graph body. ``media_id``: the id of the upload made for this command."""
-    content = template if template is not None else command.content
-    if isinstance(content, MarkReadContent):
-        receipt: dict[str, Any] = {
-            "messaging_product": "whatsapp",
-            "status": "read",
-            "message_id": content.message_id,
-        }
-        if content.typing:
-            receipt["typing_indicator"] = {"type": "text"}
-        return receipt
-    body: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to,
-    }
-    if command.reply_to and template is None:
-        body["context"] = {"message_id": command.reply_to}
-    if command.biz_opaque_callback_data is not None:
-        body["biz_opaque_callback_data"] = command.biz_opaque_callback_data
-    if isinstance(content, TextContent):
-        body["type"] = "text"
-        body["text"] = {"body": content.body, "preview_url": content.preview_url}
-    elif isinstance(content, MediaContent):
-        body["type"] = content.kind
-        body[content.kind] = _media_object(content, content.kind, media_id)
-    elif isinstance(content, TemplateContent):
-        body["type"] = "template"
-        tpl: dict[str, Any] = {"name": content.name, "language": {"code": content.language}}
-        if content.components:
-            tpl["components"] = content.components
-        body["template"] = tpl
-    elif isinstance(content, ButtonsContent):
-        body["type"] = "interactive"
-        header = _header_object(content.header, media_id) if content.header is not None else None
-        interactive = _interactive("button", header, content.body, content.footer)
-        interactive["action"] = {
-            "buttons": [
-                {"type": "reply", "reply": {"id": b.id, "title": b.title}} for b in content.buttons
-            ]
-        }
-        body["interactive"] = interactive
-    elif isinstance(content, ListContent):
-        body["type"] = "interactive"
-        text_header = (
-            {"type": "text", "text": content.header} if content.header is not None else None
-        )
-        listing = _interactive("list", text_header, content.body, content.footer)
-        sections = []
-        for section in content.sections:
-            rows = []
-            for row in section.rows:
-                item = {"id": row.id, "title": row.title}
-                if row.description is not None:
-                    item["description"] = row.description
-                rows.append(item)
-            entry: dict[str, Any] = {"rows": rows}
-            if section.title is not None:
-                entry["title"] = section.title
-            sections.append(entry)
-        listing["action"] = {"button": content.button, "sections": sections}
-        body["interactive"] = listing
-    elif isinstance(content, CtaUrlContent):
-        body["type"] = "interactive"
-        header = _header_object(content.header, media_id) if content.header is not None else None
-        cta = _interactive("cta_url", header, content.body, content.footer)
-        cta["action"] = {
-            "name": "cta_url",
-            "parameters": {"display_text": content.display_text, "url": content.url},
-        }
-        body["interactive"] = cta
-    elif isinstance(content, LocationContent):
-        body["type"] = "location"
-        location: dict[str, Any] = {"latitude": content.latitude, "longitude": content.longitude}
-        if content.name is not None:
-            location["name"] = content.name
-        if content.address is not None:
-            location["address"] = content.address
-        body["location"] = location
-    elif isinstance(content, ContactsContent):
-        body["type"] = "contacts"
-        body["contacts"] = content.contacts
-    elif isinstance(content, ReactionContent):
-        body["type"] = "reaction"
-        body["reaction"] = {"message_id": content.message_id, "emoji": content.emoji}
-    return body
-
-
-def _media_object(media: MediaContent, kind: str, media_id: str | None) -> dict[str, Any]:
-    item: dict[str, Any] = {}
-    if media.media_id:
-        item["id"] = media.media_id
-    elif media.link:
-        item["link"] = media.link
-    else:
-        if media_id is None:
-            raise InvalidCommand(f"{kind} must be uploaded before the body is built")
-        item["id"] = media_id
-    if media.caption is not None and kind in CAPTIONED:
-        item["caption"] = media.caption
-    if media.filename is not None and kind == "document":
-        item["filename"] = media.filename
-    return item
-
-
-def _interactive(
-    kind: str, header: dict[str, Any] | None, text: str, footer: str | None
-) -> dict[str, Any]:
-    """An interactive message's frame: type, optional header, body and optional footer."""
-    interactive: dict[str, Any] = {"type": kind}
-    if header is not None:
-        interactive["header"] = header
-    interactive["body"] = {"text": text}
-    if footer is not None:
-        interactive["footer"] = {"text": footer}
-    return interactive
-
-
-def _header_object(header: Header, media_id: str | None) -> dict[str, Any]:
-    if header.type == "text" or header.media is None:
-        return {"type": "text", "text": header.text or ""}
-    return {"type": header.type, header.type: _media_object(header.media, header.type, media_id)}

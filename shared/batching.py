@@ -97,13 +97,21 @@ class HeldConnections:
     (or is cancelled) goes back to the pool, which resets or replaces it.
     """
 
-    def __init__(self, pool: Pool, *, keep: int = 3) -> None:
-        self.pool = pool
+    def __init__(self, pool: Pool | Callable[[], Pool], *, keep: int = 3) -> None:
+        # A pool, or where to find it once the database is started (built at bootstrap).
+        self._pool = pool
         # At most this many are kept between statements (the rest of the pool serves the other
         # work: statuses, retries, the relay); more at once are borrowed and given back.
         self.keep = keep
         self._free: list[PoolConnection] = []
         self._closed = False
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool if isinstance(self._pool, asyncpg.Pool) else self._pool()
+
+    async def start(self) -> None:
+        return None  # connections are taken from the pool on first use
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[PoolConnection]:

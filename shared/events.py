@@ -312,12 +312,26 @@ class MessageSent(Event):
 # sender maps Meta's error codes to these in sender/policy.py; no other service reads them):
 # window_closed: outside the recipient's 24-hour window (Meta 131047), and no fallback template
 #   took its place; reach them with a template first.
-# temporary: Meta's answer was temporary (throttled, unavailable, ...), but the command's
-#   validity ended before a try went through.
+# temporary: Meta's answer was temporary (throttled, unavailable, withheld for a day, ...), but
+#   the command's validity ended before a try went through.
 # rejected: Meta refused it for good (the message, the recipient or the account).
 # not_sent: Meta never answered: the sender refused an invalid command, or the validity ended
 #   before any try reached Meta.
-FailureReason = Literal["window_closed", "temporary", "rejected", "not_sent"]
+# template_unusable: the template is paused, disabled or rejected at Meta (refused before Meta
+#   was asked, or Meta's 132001/132015/132016): send another one.
+# marketing_opted_out: a marketing template to a customer who stopped marketing messages (their
+#   preference, or Meta's 131050); it goes again once they resume.
+# recipient_unsupported: Meta takes no business-scoped user id for this kind of message (131062,
+#   e.g. authentication templates) and the command named no phone (``to_phone``).
+FailureReason = Literal[
+    "window_closed",
+    "temporary",
+    "rejected",
+    "not_sent",
+    "template_unusable",
+    "marketing_opted_out",
+    "recipient_unsupported",
+]
 
 
 class MessageFailed(Event):

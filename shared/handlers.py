@@ -36,6 +36,8 @@ class _Entry(Generic[D]):
     handler: Callable[[D, Any, Delivery], Awaitable[None]]
     # Messages with the same key run one after another, in arrival order (None: no order).
     key: Callable[[Any], str | None] | None
+    # The same, for a key that needs the service's dependencies (what it has learnt).
+    deps_key: Callable[[D, Any], str | None] | None = None
 
 
 class HandlerTable(Generic[D]):
@@ -56,11 +58,15 @@ class HandlerTable(Generic[D]):
         handler: Callable[[D, E, Delivery], Awaitable[None]],
         *,
         key: Callable[[E], str | None] | None = None,
+        deps_key: Callable[[D, E], str | None] | None = None,
     ) -> None:
-        """``handler`` handles every ``event_type`` this queue receives (one per type)."""
+        """``handler`` handles every ``event_type`` this queue receives (one per type); ``key``
+        (or ``deps_key``, given the dependencies too) orders the events of one key."""
         if event_type in self._entries:
             raise ValueError(f"queue {self.queue}: {event_type.__name__} has a handler already")
-        self._entries[event_type] = _Entry(handler, key)
+        if key is not None and deps_key is not None:
+            raise ValueError(f"queue {self.queue}: {event_type.__name__} has two keys")
+        self._entries[event_type] = _Entry(handler, key, deps_key)
 
     @property
     def event_types(self) -> tuple[type[Event], ...]:
@@ -126,6 +132,8 @@ class Subscription(Generic[D]):
 
     def key(self, event: Event) -> str | None:
         entry = self.table.entry(type(event))
-        if entry is None or entry.key is None:
+        if entry is None:
             return None
-        return entry.key(event)
+        if entry.deps_key is not None:
+            return entry.deps_key(self.deps, event)
+        return entry.key(event) if entry.key is not None else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,6 +47,56 @@ class Menu(BaseModel):
     )
 
 
+class TemplateButtonDefinition(BaseModel):
+    """A button of a template, as Meta's template API takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["QUICK_REPLY", "URL", "PHONE_NUMBER"] = "QUICK_REPLY"
+    text: str
+    url: str | None = None  # URL buttons
+    phone_number: str | None = None  # PHONE_NUMBER buttons
+
+
+class TemplateDefinition(BaseModel):
+    """A message template the business needs at Meta: what ``python -m sender templates sync``
+    creates when Meta lacks it, and what the sender checks at start-up. ``{{1}}``, ``{{2}}``...
+    are the parameters a send fills in; Meta wants an example of each (``body_examples``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    language: str = "es_AR"
+    category: Literal["UTILITY", "MARKETING", "AUTHENTICATION"] = "UTILITY"
+    header: str | None = None
+    body: str
+    body_examples: list[str] = Field(default_factory=list)
+    footer: str | None = None
+    buttons: list[TemplateButtonDefinition] = Field(default_factory=list)
+
+
+def default_templates() -> list[TemplateDefinition]:
+    """The templates handoff sends (its options' defaults): the agent's alert of a customer
+    waiting (two parameters, a quick reply that claims the case) and a customer's re-engagement
+    (their name)."""
+    return [
+        TemplateDefinition(
+            name="handoff_agent_alert",
+            body=(
+                "Un cliente pide hablar con una persona: {{1}}. Último mensaje: {{2}}. "
+                "Tocá Atender para tomar el caso."
+            ),
+            body_examples=["#1024 Juan Pérez (+5491135722871)", "Hola, quiero hablar con alguien"],
+            buttons=[TemplateButtonDefinition(text="Atender")],
+        ),
+        TemplateDefinition(
+            name="reengage_customer",
+            body="Hola {{1}}, ¿seguimos con tu consulta? Respondé este mensaje para continuar.",
+            body_examples=["Ana"],
+        ),
+    ]
+
+
 class CompanyProfile(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -71,6 +121,9 @@ class CompanyProfile(BaseModel):
         ]
     )
     texts: dict[str, str] = Field(default_factory=dict)
+    # The message templates the business needs at Meta (``python -m sender templates sync``
+    # creates the missing ones); by default the ones handoff sends.
+    templates: list[TemplateDefinition] = Field(default_factory=default_templates)
     # Free-form sections owned by one service (business hours, timers, ...).
     settings: dict[str, Any] = Field(default_factory=dict)
 

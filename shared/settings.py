@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SANDBOX_DEFAULTS: dict[str, str] = {
     "META_WA_ACCESS_TOKEN": "sandbox-token",
     "META_WA_PHONE_NUMBER_ID": "100000000000001",
+    "META_WA_BUSINESS_ACCOUNT_ID": "200000000000001",
     "META_WA_APP_SECRET": "sandbox-app-secret",
     "META_WA_VERIFY_TOKEN": "sandbox-verify-token",
     "META_GRAPH_URL": "http://127.0.0.1:8090",

@@ -21,7 +21,9 @@ from aiohttp import web
 from gateway.parser import parse_webhook
 from sandbox.app import create_app as create_sandbox
 from sandbox.config import SandboxConfig
-from sender.app import DEPS_KEY, create_app, send_queue_spec, status_queue_spec
+from sender.app import send_queue_spec, status_queue_spec
+from sender.bootstrap import Adapters, bootstrap
+from sender.handlers import STATUSES
 from sender.settings import Settings
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.events import (
@@ -29,9 +31,10 @@ from shared.events import (
     Event,
     MessageFailed,
     MessageSent,
-    MessageStatus,
     SendMessage,
 )
+from shared.ops import add_ops_routes
+from shared.runner import Service, run_service
 from tests.helpers import wait_for
 from tests.services import running
 
@@ -42,6 +45,7 @@ PNG = bytes.fromhex(
     "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
 )
 TOKEN = "sandbox-token"
+SERVICE_KEY = web.AppKey("sender_service", Service)
 
 # Short tiers and delays so the failure paths run in well under a second each.
 FAST: dict[str, Any] = {
@@ -58,10 +62,11 @@ FAST: dict[str, Any] = {
 }
 
 
-def statuses_from_webhook(payload: dict[str, Any]) -> list[MessageStatus]:
-    """What the gateway makes of a status webhook (its own parser)."""
+def statuses_from_webhook(payload: dict[str, Any]) -> list[Event]:
+    """What the gateway makes of a webhook (its own parser): the events the sender's status
+    queue takes (statuses, and the template, customer and account signals it parses)."""
     parsed = parse_webhook(payload, received_at=datetime.now(UTC))
-    return [event for event in parsed.events if isinstance(event, MessageStatus)]
+    return [event for event in parsed.events if isinstance(event, STATUSES.event_types)]
 
 
 @dataclass
@@ -86,10 +91,19 @@ class Stack:
 
     async def inbound(self, phone: str, text: str = "hola") -> str:
         """The phone writes to the business (opens its 24 h window); returns the wamid."""
-        body = {"from": phone, "text": text}
+        return str((await self.write(**{"from": phone, "text": text}))["wamid"])
+
+    async def write(self, **body: Any) -> dict[str, Any]:
+        """A customer writes (``from`` and/or ``user_id``...): the sandbox's answer."""
         async with self.http.post(f"{self.sandbox_url}/_sandbox/inbound", json=body) as r:
             assert r.status == 200, await r.text()
-            return str((await r.json())["wamid"])
+            return dict(await r.json())
+
+    async def emit(self, **body: Any) -> dict[str, Any]:
+        """A webhook Meta would send (``field``, options): the sandbox changes what it keeps."""
+        async with self.http.post(f"{self.sandbox_url}/_sandbox/webhooks/emit", json=body) as r:
+            assert r.status == 200, await r.text()
+            return dict(await r.json())
 
     async def phone(self, phone: str) -> list[dict[str, Any]]:
         async with self.http.get(f"{self.sandbox_url}/_sandbox/phones/{phone}/messages") as r:
@@ -218,8 +232,8 @@ async def stack(
         )
         stack.events = observed
 
-        async def start_app(**overrides: Any) -> web.Application:
-            app = create_app(stack.settings_for(**overrides))
+        async def start_app(adapters: Adapters | None = None, **overrides: Any) -> web.Application:
+            app = sender_app(stack.settings_for(**overrides), adapters)
             await stack_ctx.enter_async_context(running(app))
             stack.apps.append(app)
             return app
@@ -239,5 +253,20 @@ async def sender(stack: Stack) -> web.Application:
     return await stack.start_app()
 
 
+def sender_app(settings: Settings, adapters: Adapters | None = None) -> web.Application:
+    """As ``sender.app.create_app``, keeping the service for the tests to look into."""
+    service = bootstrap(settings, adapters)
+    app = web.Application()
+    add_ops_routes(app, service.registry, service.checks)
+    app.cleanup_ctx.append(run_service(service))
+    app[SERVICE_KEY] = service
+    return app
+
+
+def service_of(app: web.Application) -> Service:
+    return app[SERVICE_KEY]
+
+
 def deps_of(app: web.Application) -> Any:
-    return app[DEPS_KEY]
+    """The handlers' dependencies (``sender.deps.Deps``) of a running sender."""
+    return service_of(app).subscriptions[0].deps

@@ -8,12 +8,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from sender.graph import FakeGraphClient
-from sender.handlers import Deps, SenderConfig
+from sender.circuits import Circuits
+from sender.config import SenderConfig
+from sender.deps import Deps
 from sender.metrics import SenderMetrics
-from sender.pacing import Circuits, Pacers, PairLimiter
-from sender.store import FakeStore
+from sender.pacing import Pacers, PairLimiter
 from shared.events import Event, SendMessage
+from tests.fakes.sender import FakeGraphClient, FakeStore
 
 NUMBER = "100000000000001"
 TO = "+5491135722871"

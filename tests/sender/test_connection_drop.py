@@ -14,9 +14,8 @@ from aiohttp import web
 
 from sender.app import send_queue_spec, status_queue_spec
 from shared.events import MessageSent, SendMessage
-from shared.service import BUS_KEY
 from tests.helpers import close_broker_connections, wait_for
-from tests.sender.conftest import Stack
+from tests.sender.conftest import Stack, service_of
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +54,9 @@ async def test_closed_connection_mid_call_sends_each_message_once(
         lambda: _accepted_at_least(stack, 20), timeout=30, message="first sends answered"
     )
     assert await close_broker_connections(name) == 1
-    await wait_for(lambda: app[BUS_KEY].is_connected(), timeout=30, message="sender reconnected")
+    await wait_for(
+        lambda: service_of(app).bus.is_connected(), timeout=30, message="sender reconnected"
+    )
     await stack.clear_faults()
 
     for command in sent:

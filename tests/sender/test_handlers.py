@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sender.graph import GraphUnavailable, meta_error
-from sender.handlers import handle_send, handle_status
+from sender.graph import GraphUnavailable
+from sender.sending import handle_send
+from sender.statuses import handle_status
 from shared.bus import RetryLater
 from shared.events import (
     ErrorReported,
@@ -20,6 +21,7 @@ from shared.events import (
     MetaError,
     SendMessage,
 )
+from tests.fakes.sender import meta_error
 from tests.helpers import wait_for
 from tests.sender.fakes import NUMBER, TO, World, text
 

@@ -372,7 +372,7 @@ async def test_token_failure_holds_messages_reports_once_and_resumes(
     phones = [f"+54911000001{i:02d}" for i in range(5)]
     commands = [await stack.publish(text(f"m{i}", to=p)) for i, p in enumerate(phones)]
     await wait_for(lambda: stack.of(ErrorReported), message="the error report")
-    gauge = {"phone_number_id": NUMBER}
+    gauge = {"phone_number_id": NUMBER, "circuit": "token"}
     await wait_for(
         lambda: stack.metric(sender, "whatsapp_circuit_state", **gauge) >= 1, message="open"
     )

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sender.handlers import handle_send, handle_status
+from sender.sending import handle_send
+from sender.statuses import handle_status
 from shared.bus import RetryLater
 from shared.events import Identity, MessageSent, MessageStatus
 from shared.send_ref import SendRef

@@ -15,7 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sender.pacing import Circuit, NumberPacer, PairLimiter
+from sender.circuits import Circuit
+from sender.pacing import NumberPacer, PairLimiter
 from shared.events import SendMessage
 from tests.helpers import wait_for
 from tests.sender.conftest import NUMBER, Stack
@@ -183,13 +184,13 @@ def test_circuit_probes_one_at_a_time() -> None:
     now = [0.0]
     circuit = Circuit(10.0, clock=lambda: now[0])
     assert circuit.admit() == (False, 0.0)
-    assert circuit.token_failed() is True
+    assert circuit.failed() is True
     probe, hold = circuit.admit()
     assert not probe and hold >= 5.0
     now[0] = 10.0
     assert circuit.admit() == (True, 0.0)
     assert circuit.admit()[0] is False  # one probe at a time
-    assert circuit.token_worked() is True
+    assert circuit.worked() is True
     assert circuit.admit() == (False, 0.0)
 
 

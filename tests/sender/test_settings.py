@@ -39,7 +39,7 @@ def test_process_exits_2_without_token() -> None:
 def test_defaults() -> None:
     s = load_settings(Settings, META_WA_ACCESS_TOKEN="t", META_WA_PHONE_NUMBER_ID="1")
     assert s.META_GRAPH_URL == "https://graph.facebook.com"
-    assert s.graph_base == "https://graph.facebook.com/v23.0"
+    assert s.graph_base == "https://graph.facebook.com/v25.0"  # issue 12: a current version
     assert s.SENDER_PORT == 9101
     assert s.SENDER_RATE_PER_SECOND == 80
     assert s.SENDER_VALIDITY_SECONDS == 4 * 3600

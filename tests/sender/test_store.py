@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 
-from sender.store import PRUNING, NewMessage, PostgresStore
+from sender.pg_store import PostgresStore
+from sender.store import PRUNING, NewMessage, TemplateUpdate
 from shared.batching import HeldConnections
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.db import Pool, load_migrations, prune
@@ -65,10 +68,10 @@ def sent(n: int) -> MessageSent:
 
 
 async def test_acceptance_and_its_result_are_written_in_one_statement(
-    pool: Pool, held: HeldConnections
+    database: Database, pool: Pool, held: HeldConnections
 ) -> None:
     written: list[int] = []
-    store = PostgresStore(pool, held=held, outbox_written=lambda: written.append(1))
+    store = PostgresStore(database, held=held, outbox_written=lambda: written.append(1))
     for n in range(3):
         claim = await store.claim(message(n), 30.0)
         assert claim.outcome == "claimed"
@@ -165,9 +168,9 @@ async def test_retention_deletes_only_settled_old_log_rows(pool: Pool) -> None:
 
 
 async def test_connections_lost_with_the_server_are_replaced_without_failing_a_statement(
-    pool: Pool, held: HeldConnections, database_url: str, db_schema: str
+    database: Database, pool: Pool, held: HeldConnections, database_url: str, db_schema: str
 ) -> None:
-    store = PostgresStore(pool, held=held)
+    store = PostgresStore(database, held=held)
     # Fill the kept connections: concurrent claims each take one.
     claims = await asyncio.gather(*(store.claim(message(n), 30.0) for n in range(3)))
     assert {c.outcome for c in claims} == {"claimed"}
@@ -188,3 +191,82 @@ async def test_connections_lost_with_the_server_are_replaced_without_failing_a_s
         assert (await store.claim(message(n), 30.0)).outcome == "claimed"
     await asyncio.gather(*(store.accepted(f"cmd-{n}", f"wamid.{n}", sent(n)) for n in range(9)))
     assert await pool.fetchval("SELECT count(*) FROM messages WHERE status = 'accepted'") == 9
+
+
+async def test_identifiers_of_one_customer_share_its_key_and_its_latest_preference(
+    database: Database, pool: Pool
+) -> None:
+    store = PostgresStore(database)
+    assert await store.link_customer(["+5491100000001", "AR.1"]) == "+5491100000001"
+    assert await store.link_customer(["+5491100000002", "AR.2"]) == "+5491100000002"
+    # A change of number shows the two were one person: merged under one key.
+    merged = await store.link_customer(["AR.2", "+5491100000001"])
+    keys = await pool.fetch(
+        "SELECT customer_of(i) AS c FROM unnest($1::text[]) AS i",
+        ["+5491100000001", "AR.1", "+5491100000002", "AR.2"],
+    )
+    assert {r["c"] for r in keys} == {merged}
+    assert await pool.fetchval("SELECT customer_of('+5491199999999')") == "+5491199999999"
+
+    async def stopped(identifier: str) -> bool:
+        return bool(await pool.fetchval("SELECT marketing_stopped($1)", identifier))
+
+    now = datetime.now(UTC)
+    await store.set_marketing(["AR.1"], stopped=True, at=now, source="test")
+    assert await stopped("+5491100000002")  # another identifier of the same customer
+    await store.set_marketing(["AR.2"], stopped=False, at=now - timedelta(hours=1), source="t")
+    assert await stopped("AR.2")  # the latest, whichever identifier it came under
+    await store.set_marketing(["AR.2"], stopped=False, at=now + timedelta(seconds=1), source="t")
+    assert not await stopped("AR.1")
+    await store.set_marketing(["AR.2"], stopped=True, at=now - timedelta(hours=2), source="t")
+    assert not await stopped("AR.1")  # an older stop does not undo the resume
+
+
+async def test_the_claim_reads_backoff_preference_and_hold_by_customer(database: Database) -> None:
+    store = PostgresStore(database)
+    await store.link_customer(["+5491100000001", "AR.1"])
+    await store.backoff_recipient("100000000000001", "AR.1", 30.0, 300.0)
+    await store.set_marketing(["AR.1"], stopped=True, at=datetime.now(UTC), source="test")
+    marketing = replace(message(1), marketing=True)
+    claim = await store.claim(marketing, 30.0)
+    assert claim.customer == "+5491100000001" and claim.backoff_left > 20
+    assert claim.marketing_stopped and claim.not_before is None
+    later = datetime.now(UTC) + timedelta(hours=24)
+    await store.release(marketing.command_id, "withheld", None, not_before=later)
+    again = await store.claim(marketing, 30.0)
+    assert again.not_before == later and again.attempts == 2
+    plain = await store.claim(message(2), 30.0)  # not marketing: the preference is not read
+    assert not plain.marketing_stopped and plain.customer == "+5491100000002"
+    await store.close()  # the connections it kept for the claims
+
+
+async def test_template_states_keep_the_latest_of_each_attribute(database: Database) -> None:
+    store = PostgresStore(database)
+    now = datetime.now(UTC)
+
+    def update(**said: Any) -> TemplateUpdate:
+        values = {"name": "aviso", "language": "es_AR", "template_id": "77", "at": now, **said}
+        return TemplateUpdate(**values)
+
+    assert await store.save_template(update(status="PAUSED", category="UTILITY"))
+    assert await store.save_template(update(status="APPROVED", at=now - timedelta(minutes=1)))
+    assert await store.save_template(update(name=None, language=None, quality="RED"))  # by id
+    assert not await store.save_template(update(name=None, language=None, template_id="88"))
+    soon = now + timedelta(days=1)
+    assert await store.save_template(update(next_category="MARKETING", next_category_at=soon))
+    [state] = await store.templates(now)
+    assert (state.status, state.category, state.quality) == ("PAUSED", "UTILITY", "RED")
+    [later] = await store.templates(soon + timedelta(seconds=1))
+    assert later.category == "MARKETING"
+
+
+async def test_each_kind_of_circuit_opens_once_per_incident(database: Database) -> None:
+    store = PostgresStore(database)
+    number = "100000000000001"
+    assert await store.open_circuit(number, "190", "token") == 1
+    assert await store.open_circuit(number, "131042", "payment") == 1
+    assert await store.open_circuit(number, "131042", "payment") is None  # open already
+    assert sorted(await store.open_circuits()) == [(number, "payment"), (number, "token")]
+    assert await store.close_circuit(number, "payment")
+    assert await store.open_circuits() == [(number, "token")]
+    assert await store.open_circuit(number, "131044", "payment") == 2

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from sender.validation import Invalid, Prepared, build_body, prepare
+from sender.bodies import build_body
+from sender.validation import Invalid, Prepared, prepare
 from shared.events import SendMessage
 
 EXAMPLES = Path(__file__).parent / "data" / "meta-send-examples"

@@ -89,3 +89,12 @@ def test_a_second_handler_for_one_type_is_refused() -> None:
     with pytest.raises(ValueError, match="InboundMessage has a handler already"):
         built.on(InboundMessage, again)
     assert built.event_types == (InboundMessage, MessageSent)
+
+
+def test_a_key_may_read_the_dependencies() -> None:
+    built: HandlerTable[Deps] = HandlerTable("things")
+    built.on(MessageSent, on_sent, deps_key=lambda deps, s: f"{len(deps.seen)}:{s.wamid}")
+    deps = Deps(seen=[("learnt", "x")])
+    assert built.bind(deps).key(sent("w.5")) == "1:w.5"
+    with pytest.raises(ValueError, match="has two keys"):
+        built.on(InboundMessage, on_inbound, key=lambda m: m.wamid, deps_key=lambda d, m: m.wamid)
