@@ -19,8 +19,6 @@ from tests.deploy.support import (
     rules,
 )
 
-# Exported by the sender once the platform-signals work lands (issue 12); alerts exist already.
-PLATFORM_SIGNALS = {"whatsapp_account_restricted", "whatsapp_template_status"}
 REQUIRED_ALERTS = {
     "MensajeroGatewayDown",
     "MensajeroGatewayErrors",
@@ -101,7 +99,7 @@ def test_rules_and_dashboard_read_only_metrics_the_services_export() -> None:
     known = exported_metrics() | recorded()
     for group in rules()["groups"]:
         for rule in group["rules"]:
-            unknown = metric_names(rule["expr"]) - known - PLATFORM_SIGNALS
+            unknown = metric_names(rule["expr"]) - known
             assert not unknown, (rule.get("alert") or rule.get("record"), unknown)
     for title, expr in _dashboard_queries():
         unknown = metric_names(expr) - known
