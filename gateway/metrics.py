@@ -45,8 +45,10 @@ class Metrics:
         )
         self.skipped = Counter(
             "gateway_updates_skipped_total",
-            "Signed updates too broken to become an event, or for a field not handled.",
-            ["reason"],
+            "Signed updates not turned into events, by reason (malformed: too broken to become "
+            "one; ignored: not a WhatsApp Business Account's) and webhook field (none: outside "
+            "any change; other: a field no parser covers; ses: an SES notification).",
+            ["reason", "field"],
             registry=registry,
         )
         self.request_seconds = Histogram(
@@ -83,6 +85,10 @@ class Metrics:
         endpoint = ENDPOINTS.get((method, path))
         if endpoint is not None:
             self.requests.labels(endpoint, "error").inc()
+
+    def skip(self, reason: str, field: str) -> None:
+        """One update not turned into an event (``field``: a label from gateway.parser)."""
+        self.skipped.labels(reason, field).inc()
 
     def events_published(self, event_type: str, count: int = 1) -> None:
         child = self._published_children.get(event_type)

@@ -6,6 +6,10 @@ no service consumes yet) comes back returned; dropping it would lose data and re
 make Meta retry, for days, something no retry can fix. It is parked instead in the gateway's own
 durable queue ``<prefix>.gateway.unrouted`` (confirmed too), with its routing key in a header, for
 an operator to replay once its consumer exists (``python -m shared.replay unrouted``).
+
+Events no Mensajero service consumes, only integrations (past chats, contacts, calls, a
+number's name, a template's texts, fields no model covers), are not parked forever: they go to
+the gateway's feed, ``<prefix>.gateway.feed`` (:mod:`shared.feed`: bounded, oldest dropped).
 """
 
 from __future__ import annotations
@@ -15,17 +19,52 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from aio_pika.exceptions import PublishError
 
 from gateway.metrics import Metrics
 from shared.bus import ROUTING_KEY_HEADER, UNROUTED_SERVICE, Bus, BusError, BusUnavailable
 from shared.events import Event
+from shared.feed import FeedQueue
 from shared.logs import fields
+from shared.signals import (
+    CallEvent,
+    CallStatus,
+    ContactsSynced,
+    HistoryChunk,
+    PhoneNumberName,
+    TemplateComponentsUpdate,
+    UnhandledField,
+)
 
 log = logging.getLogger("mensajero.gateway.publisher")
 
-__all__ = ["ROUTING_KEY_HEADER", "UNROUTED_SERVICE", "Outgoing", "Publisher"]
+__all__ = [
+    "FEED_EVENTS",
+    "ROUTING_KEY_HEADER",
+    "UNROUTED_SERVICE",
+    "EventPublisher",
+    "Outgoing",
+    "Publisher",
+    "feed",
+]
+
+# Informational events: for integrations, no Mensajero service consumes them (shared.catalog).
+FEED_EVENTS = (
+    HistoryChunk.TYPE,
+    ContactsSynced.TYPE,
+    CallEvent.TYPE,
+    CallStatus.TYPE,
+    PhoneNumberName.TYPE,
+    TemplateComponentsUpdate.TYPE,
+    UnhandledField.TYPE,
+)
+
+
+def feed(bus: Bus) -> FeedQueue:
+    """``<prefix>.gateway.feed``, bound to :data:`FEED_EVENTS`."""
+    return FeedQueue(bus, "gateway", FEED_EVENTS)
 
 
 @dataclass(frozen=True)
@@ -36,14 +75,27 @@ class Outgoing:
     body: bytes
 
 
+class EventPublisher(Protocol):
+    """The port: where a request's events go, all confirmed or an error."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, items: Sequence[Outgoing]) -> None:
+        """Every item confirmed within the deadline; :class:`BusError` otherwise."""
+
+
 class Publisher:
-    def __init__(self, bus: Bus, metrics: Metrics, *, timeout: float) -> None:
+    """The port on the broker: confirmed publishes, with the unrouted parking queue."""
+
+    def __init__(self, bus: Bus, metrics: Metrics, timeout: float) -> None:
         self.bus = bus
         self.metrics = metrics
         self.timeout = timeout
         self.unrouted_queue = bus.names.queue(UNROUTED_SERVICE)
 
-    async def declare(self) -> None:
+    async def start(self) -> None:
         """Declare the unrouted safety queue (durable, quorum, like every service queue)."""
         channel = await self.bus.connection.channel()
         try:
@@ -52,6 +104,9 @@ class Publisher:
             )
         finally:
             await channel.close()
+
+    async def close(self) -> None:
+        pass  # the bus is closed by its own resource (shared.resources.BrokerConnection)
 
     async def publish(self, items: Sequence[Outgoing]) -> None:
         """Publish all, confirmed, within the timeout. Raises :class:`BusError` otherwise."""

@@ -171,7 +171,8 @@ class CertificateStore:
     """Signing certificates by URL: fetched once, kept (a few), checked for validity.
 
     Requests for a URL being fetched wait for that one fetch; a URL whose certificate failed to
-    load answers the same failure for :data:`CERT_FAILURE_SECONDS` without fetching it again.
+    load answers the same failure for :data:`CERT_FAILURE_SECONDS` without fetching it again. A
+    resource: a fetch nobody waits for any more is cancelled at stop.
     """
 
     def __init__(
@@ -192,6 +193,17 @@ class CertificateStore:
 
     def allowed(self, url: str) -> bool:
         return url_allowed(url, self.host_pattern, self.trusted_prefixes)
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        """Cancel the fetches still in flight (every request that waited for them is gone by
+        the time the service closes its resources)."""
+        loading = list(self._loading.values())
+        for fetch in loading:
+            fetch.cancel()
+        await asyncio.gather(*loading, return_exceptions=True)
 
     async def key(self, url: str) -> rsa.RSAPublicKey:
         cached = self._keys.get(url)

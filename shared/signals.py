@@ -266,6 +266,8 @@ class TemplateStatusUpdate(_TemplateEvent):
     event: str  # APPROVED, REJECTED, PAUSED, DISABLED, PENDING_DELETION, FLAGGED, ...
     reason: str | None = None
     category: str | None = None
+    # Meta's info objects as sent: disable_info, other_info (why it was paused), rejection_info.
+    details: dict[str, Any] = Field(default_factory=dict)
     raw: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -72,10 +72,13 @@ async def bus(rabbitmq_url: str, bus_prefix: str) -> AsyncIterator[Bus]:
     bus = Bus(rabbitmq_url, bus_prefix)
     await bus.connect()
     yield bus
-    # Also the gateway's parking queue, which gateways under test declare on this prefix (idle
-    # quorum queues left behind still cost the broker CPU).
+    # Also the gateway's parking queue and feed, which gateways under test declare on this
+    # prefix (idle quorum queues left behind still cost the broker CPU).
     await bus.delete_topology(
-        [QueueSpec(service=UNROUTED_SERVICE, routing_keys=[], retry_tiers_ms=())]
+        [
+            QueueSpec(service=service, routing_keys=[], retry_tiers_ms=())
+            for service in (UNROUTED_SERVICE, "gateway.feed")
+        ]
     )
     await bus.close()
 

@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from gateway.app import create_app
 from gateway.publisher import UNROUTED_SERVICE
 from gateway.settings import Settings
+from sandbox.app import create_app as create_sandbox
 from shared.bus import Bus
 from shared.events import EmailDelivered, Event, parse_event
 from shared.settings import load_settings
@@ -31,6 +32,7 @@ from tests.gateway.payloads import (
     webhook,
 )
 from tests.helpers import wait_for
+from tests.sandbox.support import Api, make_config
 from tests.services import running
 from tests.snsfake import FakeSns
 
@@ -112,6 +114,14 @@ async def gateway(settings: Settings, bus: Bus) -> AsyncIterator[str]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def sandbox(gateway: str, http: aiohttp.ClientSession) -> AsyncIterator[Api]:
+    """The sandbox (a local Meta), posting its signed webhooks to the running gateway."""
+    config = make_config(webhook_url=gateway + "/webhook/whatsapp", app_secret=SECRET)
+    async with running(create_sandbox(config)) as base:
+        yield Api(http, base)
 
 
 async def post(

@@ -1,7 +1,8 @@
 """Hypothesis strategies for hostile webhook requests: bodies built to reach the parser's depths.
 
-A request is a real payload (Meta's message types and statuses, value-level errors, template
-updates; SES bounces, complaints and deliveries inside SNS envelopes) with some of its values
+A request is a real payload (Meta's message types and statuses, value-level errors, every other
+webhook field: coexistence, preferences, identities, the account, templates, calls, a field no
+model covers; SES bounces, complaints and deliveries inside SNS envelopes) with some of its values
 replaced by what breaks consumers: nesting past every limit (253 to 1,000 levels), numeric
 strings no int() takes ("²", 5,000 digits), ids too long for a header or an index, NULs, control
 characters; then the body itself damaged: invalid UTF-8, other charsets, a BOM, cut short, a
@@ -29,12 +30,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from tests.gateway.payloads import (
+    ACCOUNT_TIME,
+    BSUID,
     STATUSES,
+    WABA_ID,
     catalog,
     contact,
+    identity_messages,
     message,
     paths,
     sign,
+    signal_changes,
     status,
     value,
     webhook,
@@ -178,6 +184,29 @@ def _whatsapp_base() -> dict[str, Any]:
     payload["entry"][0]["changes"][0]["value"]["statuses"].append(
         status("wamid.out9", "failed", errors=[{"code": "131047", "title": "t"}])
     )
+    # A phoneless customer, and their answer to a call permission request.
+    phoneless = [contact(None, "Ana", user_id=BSUID) | {"profile": {"username": "ana"}}]
+    permission = {"response": "accept", "expiration_timestamp": ACCOUNT_TIME + 7 * 86400}
+    tap = {"type": "call_permission_reply", "call_permission_reply": permission}
+    hidden = [
+        message("wamid.bsuid", "text", {"body": "Hola"}, from_user_id=BSUID),
+        message("wamid.permission", "interactive", tap, from_user_id=BSUID),
+    ]
+    for item in hidden:
+        del item["from"]
+    delivered = status("wamid.out1", "delivered", recipient_user_id=BSUID)
+    del delivered["recipient_id"]
+    payload["entry"][0]["changes"].append(
+        {
+            "field": "messages",
+            "value": value(contacts=phoneless, messages=hidden, statuses=[delivered]),
+        }
+    )
+    payload["entry"][0]["changes"].append(
+        {"field": "messages", "value": value(messages=identity_messages())}
+    )
+    changes = [{"field": field, "value": item} for field, item in signal_changes()]
+    payload["entry"].append({"id": WABA_ID, "time": ACCOUNT_TIME, "changes": changes})
     return payload
 
 
@@ -185,14 +214,19 @@ WHATSAPP_BASE = _whatsapp_base()
 WHATSAPP_PATHS = paths(WHATSAPP_BASE)
 
 BASE_CUSTOMER = "5491135722871"
+NEW_NUMBER = "5491144445555"  # where the base's customer moves (user_changed_number)
 
 
 def _from_customer(number: int) -> Any:
-    """The base payload as another customer's messages, with wamids of their own: consumers
-    deduplicate on the wamid, and one customer answered hundreds of times would wait on Meta's
+    """The base payload as another customer's messages, with identifiers (phones, BSUIDs,
+    wamids, call ids) of their own: consumers deduplicate on the wamid, link a customer's
+    identifiers, and one customer answered hundreds of times would wait on Meta's
     per-recipient limit."""
     text = json.dumps(WHATSAPP_BASE).replace(BASE_CUSTOMER, f"54911{number:08d}")
-    return json.loads(text.replace('"wamid.', f'"wamid.{number}.'))
+    text = text.replace(NEW_NUMBER, f"54922{number:08d}").replace('"AR.', f'"AR.{number}')
+    return json.loads(
+        text.replace('"wamid.', f'"wamid.{number}.').replace('"wacid.', f'"wacid.{number}.')
+    )
 
 
 whatsapp_payloads = st.builds(

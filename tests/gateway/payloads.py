@@ -3,6 +3,7 @@ for every message type and status in CLOUD-API-NOTES, shaped like Meta's example
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
@@ -38,6 +39,21 @@ def paths(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         for index, child in enumerate(node):
             found += paths(child, (*path, index))
     return found
+
+
+def mutated(payload: Any, mutations: list[tuple[tuple[Any, ...], Any]]) -> Any:
+    """A copy of ``payload`` with the value at each path replaced (a path an earlier
+    replacement removed is passed over)."""
+    changed = copy.deepcopy(payload)
+    for path, replacement in mutations:
+        node = changed
+        try:
+            for step in path[:-1]:
+                node = node[step]
+            node[path[-1]] = replacement
+        except (KeyError, IndexError, TypeError):
+            continue
+    return changed
 
 
 def sign(body: bytes, secret: str = SECRET) -> str:
@@ -267,14 +283,16 @@ def catalog() -> list[tuple[str, Json, Check]]:
         order,
     )
 
+    # A system message of a type Mensajero does not model (Meta adds types without notice; the
+    # identity changes are IdentityChanged events: see identity_messages()).
     def system(event: InboundMessage) -> None:
-        assert event.system is not None and event.system["type"] == "user_changed_number"
+        assert event.system is not None and event.system["type"] == "user_changed_profile"
         assert event.text is None
 
     add(
         "system",
         "system",
-        {"body": "User changed number", "wa_id": "5491100000001", "type": "user_changed_number"},
+        {"body": "User changed their profile", "type": "user_changed_profile"},
         system,
     )
 
@@ -377,3 +395,193 @@ STATUSES: list[Json] = [
     ),
     status("wamid.out3", "played", "1750091104"),
 ]
+
+
+# --------------------------------------------------------------------------- the other fields
+
+BSUID = "AR.13491208655302741918"
+ACCOUNT_TIME = 1750091200
+
+
+def number_value(**items: Any) -> Json:
+    """A number-level change's value (``metadata`` and the field's own lists)."""
+    return {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID},
+        **items,
+    }
+
+
+def signal_changes() -> list[tuple[str, Json]]:
+    """One change of each field besides ``messages`` (and its system messages), in the shapes
+    of Meta's reference pages as sandbox/README.md lists them. Benign values: these also go
+    through every consumer in the poison corpus (tests/system/test_poison.py)."""
+    customer = {
+        "profile": {"name": "Ana", "username": "ana"},
+        "wa_id": "5491135722871",
+        "user_id": BSUID,
+    }
+    echo = {
+        "from": "15550783881",
+        "to": "5491135722871",
+        "to_user_id": BSUID,
+        "id": "wamid.echo1",
+        "timestamp": "1750091045",
+        "type": "text",
+        "text": {"body": "Te atiendo yo"},
+    }
+    history = {
+        "metadata": {"phase": 0, "chunk_order": 1, "progress": 100},
+        "threads": [
+            {
+                "id": "5491135722871",
+                "context": {"wa_id": "5491135722871", "user_id": BSUID},
+                "messages": [
+                    {
+                        "from": "5491135722871",
+                        "from_user_id": BSUID,
+                        "id": "wamid.h1",
+                        "timestamp": "1750000000",
+                        "type": "text",
+                        "text": {"body": "Hola"},
+                        "history_context": {"status": "READ"},
+                    }
+                ],
+            }
+        ],
+    }
+    sync = {
+        "type": "contact",
+        "action": "add",
+        "metadata": {"timestamp": "1750091045"},
+        "contact": {
+            "full_name": "Ana Gómez",
+            "first_name": "Ana",
+            "phone_number": "5491135722871",
+            "user_id": BSUID,
+        },
+    }
+    preference = {
+        "wa_id": "5491135722871",
+        "user_id": BSUID,
+        "category": "marketing_messages",
+        "value": "resume",
+        "detail": "User requested to resume marketing messages",
+        "timestamp": 1750091045,
+    }
+    user_id_update = {
+        "wa_id": "5491135722871",
+        "detail": "User id updated.",
+        "user_id": {"previous": BSUID, "current": "AR.55555555555555555555"},
+        "timestamp": "1750091045",
+    }
+    call = {
+        "id": "wacid.c1",
+        "from": "5491135722871",
+        "from_user_id": BSUID,
+        "to": "15550783881",
+        "event": "connect",
+        "timestamp": "1750091045",
+        "direction": "USER_INITIATED",
+        "session": {"sdp_type": "offer", "sdp": "v=0"},
+    }
+    call_status = {
+        "id": "wacid.c2",
+        "timestamp": "1750091046",
+        "type": "call",
+        "status": "RINGING",
+        "recipient_id": "5491135722871",
+        "recipient_user_id": BSUID,
+    }
+    template = {
+        "message_template_id": 7,
+        "message_template_name": "promo",
+        "message_template_language": "es_AR",
+    }
+    return [
+        ("smb_message_echoes", number_value(contacts=[customer], message_echoes=[echo])),
+        ("history", number_value(history=[history])),
+        ("smb_app_state_sync", number_value(state_sync=[sync])),
+        ("user_preferences", number_value(contacts=[customer], user_preferences=[preference])),
+        ("user_id_update", number_value(contacts=[customer], user_id_update=[user_id_update])),
+        ("calls", number_value(contacts=[customer], calls=[call], statuses=[call_status])),
+        (
+            "account_update",
+            {"event": "PARTNER_ADDED", "waba_info": {"waba_id": WABA_ID, "owner_business_id": "3"}},
+        ),
+        (
+            "phone_number_quality_update",
+            {
+                "display_phone_number": "15550783881",
+                "event": "UPGRADE",
+                "old_limit": "TIER_2K",
+                "current_limit": "TIER_10K",
+            },
+        ),
+        (
+            "phone_number_name_update",
+            {
+                "display_phone_number": "15550783881",
+                "decision": "APPROVED",
+                "requested_verified_name": "Demo",
+            },
+        ),
+        (
+            "message_template_quality_update",
+            {**template, "previous_quality_score": "YELLOW", "new_quality_score": "GREEN"},
+        ),
+        (
+            "template_category_update",
+            {
+                **template,
+                "new_category": "UTILITY",
+                "correct_category": "UTILITY",
+                "category_update_timestamp": ACCOUNT_TIME,
+            },
+        ),
+        (
+            "message_template_components_update",
+            {**template, "message_template_element": "Hola {{1}}"},
+        ),
+        ("business_capability_update", {"max_daily_conversations_per_business": 1000}),
+    ]
+
+
+def identity_messages() -> list[Json]:
+    """The system messages about a customer's identity (no contacts: Meta sends none)."""
+    changed_number = message(
+        "wamid.sys1",
+        "system",
+        {
+            "body": "User Ana changed from 5491135722871 to 5491144445555",
+            "wa_id": "5491144445555",
+            "user_id": "AR.66666666666666666666",
+            "type": "user_changed_number",
+        },
+        from_user_id=BSUID,
+    )
+    changed_user_id = message(
+        "wamid.sys2",
+        "system",
+        {
+            "body": f"User Ana changed from {BSUID} to AR.77777777777777777777",
+            "user_id": "AR.77777777777777777777",
+            "type": "user_changed_user_id",
+        },
+        from_user_id=BSUID,
+    )
+    del changed_user_id["from"]
+    new_identity = message(
+        "wamid.sys3",
+        "system",
+        {"body": "User identity changed", "type": "customer_identity_changed"},
+        from_user_id=BSUID,
+        identity={"acknowledged": True, "created_timestamp": "1750091045", "hash": "ab12"},
+    )
+    return [changed_number, changed_user_id, new_identity]
+
+
+def account_webhook(*changes: tuple[str, Json], time: int = ACCOUNT_TIME) -> Json:
+    """Account-level changes in one entry with its ``time``."""
+    entry = {"id": WABA_ID, "time": time, "changes": [{"field": f, "value": v} for f, v in changes]}
+    return {"object": "whatsapp_business_account", "entry": [entry]}

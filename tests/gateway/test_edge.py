@@ -33,13 +33,16 @@ def nested(depth: int) -> Any:
     return node
 
 
-async def skipped_count(http: aiohttp.ClientSession, url: str) -> float:
+async def skipped_count(http: aiohttp.ClientSession, url: str, field: str | None = None) -> float:
+    """Malformed updates skipped, over every webhook field (or of one ``field``)."""
     async with http.get(url + "/metrics") as response:
         text = await response.text()
-    for line in text.splitlines():
-        if line.startswith('gateway_updates_skipped_total{reason="malformed"}'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    wanted = ['reason="malformed"', *([f'field="{field}"'] if field else [])]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_updates_skipped_total{") and all(w in line for w in wanted)
+    )
 
 
 # --------------------------------------------------------------------------- hole 2: SNS types
@@ -208,6 +211,7 @@ async def test_ids_too_long_for_a_header_are_skipped_and_counted(
     [event] = await collector.wait(1)
     assert isinstance(event, InboundMessage) and event.wamid == "wamid.ok"
     assert await skipped_count(http, gateway) == before + 3
+    assert await skipped_count(http, gateway, "messages") == before + 3
     await assert_nothing_else(http, gateway, collector, before=1)
 
 

@@ -21,6 +21,7 @@ from shared.events import (
     parse_event,
 )
 from shared.replay import replay_unrouted
+from shared.signals import AccountUpdate, IdentityChanged, UnhandledField
 from tests.gateway.conftest import (
     Collector,
     assert_nothing_else,
@@ -91,6 +92,13 @@ async def test_meta_examples_each_become_one_event(
     meta_message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
     assert await post(http, gateway, payload) == (200, "ok")
     [event] = await collector.wait(1)
+    if name == "system_message":  # user_changed_number: the customer's identity, not a message
+        assert isinstance(event, IdentityChanged) and event.change == "user_changed_number"
+        assert event.wamid == event.correlation_id == meta_message["id"]
+        assert (event.previous.phone, event.current.phone) == ("+16505551234", "+12195555358")
+        assert event.body == meta_message["system"]["body"]
+        await assert_nothing_else(http, gateway, collector, before=1)
+        return
     assert isinstance(event, InboundMessage)
     assert event.wamid == meta_message["id"]
     assert event.correlation_id == meta_message["id"]
@@ -99,8 +107,7 @@ async def test_meta_examples_each_become_one_event(
     assert event.sender.wa_id == "16505551234"
     assert event.raw == meta_message
     assert event.timestamp.timestamp() == int(meta_message["timestamp"])
-    if name != "system_message":
-        assert event.sender.name == "Sheena Nelson"
+    assert event.sender.name == "Sheena Nelson"
     expected_text = {
         "text_message": "Does it come in another color?",
         "image_message": "Taj Mahal",
@@ -175,7 +182,7 @@ async def test_mixed_batch_with_duplicates_gives_one_event_per_update(
         ],
     }
     payload["entry"].extend(template["entry"])
-    expected = len(messages) + len(STATUSES) + 1 + 1
+    expected = len(messages) + len(STATUSES) + 1 + 1 + 1
     assert await post(http, gateway, payload) == (200, "ok")
     events = await collector.wait(expected)
     assert len(events) == expected
@@ -195,6 +202,8 @@ async def test_mixed_batch_with_duplicates_gives_one_event_per_update(
         "promo",
     )
     assert template_event.waba_id == WABA_ID
+    [account] = collector.of_type(AccountUpdate)
+    assert (account.event, account.waba_id) == ("VERIFIED_ACCOUNT", WABA_ID)
 
     # Meta delivers the same webhook again: the same events, with the same ids.
     first_ids = sorted(e.event_id for e in events)
@@ -277,8 +286,6 @@ async def test_phone_and_user_id_together(
     [
         {"object": "page", "entry": [{"id": "1", "changes": []}]},
         {"object": "instagram"},
-        webhook({"event": "VERIFIED_ACCOUNT"}, field="account_update"),
-        example("group_create_message"),
         {"object": "whatsapp_business_account", "entry": []},
         [],
         "just a string",
@@ -289,6 +296,23 @@ async def test_signed_content_we_do_not_handle_is_200_and_nothing(
 ) -> None:
     assert await post(http, gateway, payload) == (200, "ok")
     await assert_nothing_else(http, gateway, collector)
+
+
+async def test_fields_once_ignored_are_events_now(
+    gateway: str, http: aiohttp.ClientSession, collector: Collector
+) -> None:
+    """A field a model covers is its event; one no model covers is published as it came."""
+    group = example("group_create_message")
+    account = webhook({"event": "VERIFIED_ACCOUNT"}, field="account_update")
+    assert await post(http, gateway, account) == (200, "ok")
+    assert await post(http, gateway, group) == (200, "ok")
+    update, unhandled = await collector.wait(2)
+    assert isinstance(update, AccountUpdate) and update.event == "VERIFIED_ACCOUNT"
+    assert isinstance(unhandled, UnhandledField)
+    change = group["entry"][0]["changes"][0]
+    assert (unhandled.field, unhandled.value) == ("group_lifecycle_update", change["value"])
+    assert unhandled.waba_id == group["entry"][0]["id"]
+    await assert_nothing_else(http, gateway, collector, before=2)
 
 
 # --------------------------------------------------------------------------- logs and ops

@@ -79,6 +79,8 @@ class Stack:
     events: list[Event] = field(default_factory=list)
     apps: list[web.Application] = field(default_factory=list)
     start_app: Callable[..., Awaitable[web.Application]] | None = None
+    # Webhook fields whose deliveries are lost on the way (Meta knows, the sender never hears).
+    lost_fields: set[str] = field(default_factory=set)
 
     # -- sandbox
     async def fault(self, **fault: Any) -> None:
@@ -172,8 +174,13 @@ async def stack(
     rabbitmq_url: str,
     sandbox_overrides: dict[str, Any],
 ) -> AsyncIterator[Stack]:
+    lost_fields: set[str] = set()
+
     async def relay(request: web.Request) -> web.Response:
         payload = orjson.loads(await request.read())
+        fields = {c.get("field") for e in payload.get("entry", []) for c in e.get("changes", [])}
+        if fields & lost_fields:
+            return web.Response(text="lost")
         for status in statuses_from_webhook(payload):
             await bus.publish(status)
         return web.Response(text="ok")
@@ -231,6 +238,7 @@ async def stack(
             bus=bus, sandbox_url=sandbox_url, settings=settings, http=http, relay_url=relay_url
         )
         stack.events = observed
+        stack.lost_fields = lost_fields
 
         async def start_app(adapters: Adapters | None = None, **overrides: Any) -> web.Application:
             app = sender_app(stack.settings_for(**overrides), adapters)

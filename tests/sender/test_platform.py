@@ -164,6 +164,7 @@ async def test_131050_is_learnt_and_the_next_marketing_template_is_refused_befor
     await knows_template(sender, "promo_verano", category="MARKETING")
     await stack.inbound(PHONE)
     # Only Meta knows of the stop (its webhook never reached the sender).
+    stack.lost_fields.add("user_preferences")
     await stack.emit(field="user_preferences", customer=PHONE, value="stop")
     first = await stack.failed(await stack.publish(template(PROMO)))
     assert first.error is not None and first.error.code == 131050
