@@ -140,6 +140,7 @@ class Publisher:
                 event_type=event.type,
                 event_id=event.event_id,
                 correlation_id=event.correlation_id,
+                key=event.partition_key(),  # what handoff's partitions hash on
                 timeout=max(deadline - time.monotonic(), 0.001),
             )
         except BusError as error:

@@ -20,6 +20,7 @@ from shared.db import Connection
 from shared.events import utcnow
 from shared.ops import service_registry
 from shared.outbox import Outbox
+from shared.partitions import PartitionLeases
 from shared.profiles import load_profiles
 from shared.resources import BrokerConnection, Database
 from shared.retention import retention_loop
@@ -49,6 +50,13 @@ def bootstrap(settings: Settings, adapters: Adapters | None = None) -> Service:
         idle_seconds=poll,
         stale_after=settings.HANDOFF_OUTBOX_RELAY_AFTER_SECONDS,
     )
+    leases = PartitionLeases(
+        settings.DATABASE_URL,
+        settings.db_schema,
+        TABLE.queue,
+        settings.HANDOFF_PARTITIONS,
+        grace=settings.SHUTDOWN_GRACE_SECONDS,
+    )
     deps = Deps(
         config=HandoffConfig.from_settings(settings, load_profiles(settings.COMPANY_PROFILES_FILE)),
         outbox=outbox,
@@ -60,9 +68,14 @@ def bootstrap(settings: Settings, adapters: Adapters | None = None) -> Service:
         name="handoff",
         bus=bus,
         registry=registry,
-        resources=[broker, database, FeedQueue(bus), outbox],
-        subscriptions=[TABLE.bind(deps, concurrency=settings.HANDOFF_CONCURRENCY)],
+        resources=[broker, database, FeedQueue(bus), outbox, leases],
+        subscriptions=[
+            TABLE.bind(deps, concurrency=settings.HANDOFF_CONCURRENCY, leases=leases),
+        ],
         loops=[
+            Loop(
+                "handoff-partitions", settings.HANDOFF_PARTITION_BALANCE_SECONDS, leases.rebalance
+            ),
             Loop("handoff-timers", poll, partial(fire_due_timers, deps)),
             Loop("handoff-gauges", poll, partial(refresh_gauges, deps)),
             retention_loop(database, settings),

@@ -11,7 +11,6 @@ from datetime import datetime
 from handoff import usecases
 from handoff.agents import QuoteNotKnownYet
 from handoff.config import HandoffConfig
-from handoff.identities import ordering_key
 from handoff.metrics import HandoffMetrics
 from handoff.outcome import Outcome
 from handoff.postgres import PgRepository
@@ -22,7 +21,6 @@ from shared.db import Connection
 from shared.events import (
     Event,
     HandoffRequestCommand,
-    Identity,
     InboundMessage,
     MessageFailed,
     MessageSent,
@@ -30,7 +28,6 @@ from shared.events import (
 from shared.handlers import HandlerTable
 from shared.logs import fields
 from shared.outbox import Outbox
-from shared.phone import maybe_e164
 from shared.signals import IdentityChanged, MessageEcho
 
 log = logging.getLogger("mensajero.handoff")
@@ -140,24 +137,27 @@ async def on_sent(deps: Deps, sent: MessageSent, delivery: Delivery) -> None:
 
 
 def customer_key(msg: InboundMessage) -> str:
-    """One person's messages run one after another, in arrival order."""
-    return ordering_key(msg.sender)
+    """One person's messages run one after another, in arrival order: the sender's
+    ``ordering_key``, customer or agent (an agent's messages in their order; which case they
+    go to is only known once read, so keying them by case is not possible before)."""
+    return msg.partition_key()
 
 
 def requested_key(command: HandoffRequestCommand) -> str:
-    phone = maybe_e164(command.customer_phone)
-    return ordering_key(Identity(phone=phone, user_id=command.customer_user_id))
+    return command.partition_key()
 
 
-# One replica consumes at a time (the others stand by), so a customer's messages are handled in
-# the order they arrived even with several replicas running.
+# Partitioned by customer (shared.bus): ``HANDOFF_PARTITIONS`` queues behind a consistent-hash
+# exchange on the publisher's ``x-mensajero-key`` header, the same key as below. Each partition
+# has one active consumer across replicas, so a customer's events are handled in the order they
+# arrived while replicas share the partitions (shared.partitions).
 TABLE: HandlerTable[Deps] = HandlerTable("handoff", single_active_consumer=True)
 TABLE.on(InboundMessage, on_inbound, key=customer_key)
 TABLE.on(MessageSent, on_sent)
 TABLE.on(MessageFailed, on_failed)
 TABLE.on(HandoffRequestCommand, on_request, key=requested_key)
-TABLE.on(MessageEcho, on_echo, key=lambda echo: ordering_key(echo.customer))
-TABLE.on(IdentityChanged, on_identity_changed, key=lambda change: ordering_key(change.previous))
+TABLE.on(MessageEcho, on_echo, key=lambda echo: echo.partition_key())
+TABLE.on(IdentityChanged, on_identity_changed, key=lambda change: change.partition_key())
 
 
 # ------------------------------------------------------------------ background

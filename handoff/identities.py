@@ -33,9 +33,9 @@ def identifiers(who: Identity) -> list[str]:
 
 
 def ordering_key(who: Identity) -> str:
-    """One person's events run in order on the bus under this key."""
-    found = identifiers(who)
-    return found[0] if found else who.key
+    """One person's events run in order on the bus under this key (``Identity.ordering_key``,
+    which the publishers put in the header handoff's partitions hash on)."""
+    return who.ordering_key
 
 
 def identity(conv: Conversation) -> Identity:

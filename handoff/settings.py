@@ -32,6 +32,13 @@ class Settings(DatabaseSettings):
     # "menu": the built-in menu of the company profile; "external": publish bot.message.
     BOT_MODE: Literal["menu", "external"] = "menu"
     HANDOFF_CONCURRENCY: int = 16
+    # Handoff's work is split by customer into this many partition queues (<prefix>.handoff.p<i>)
+    # that the replicas share out, one active consumer each: at most this many replicas work at
+    # once. Every replica must have the same count; see README "Scaling handoff" to change it.
+    HANDOFF_PARTITIONS: int = Field(default=4, ge=1, le=256)
+    # How often each replica balances the partitions with the others (a joining replica gets
+    # its share within about this; a crashed one's partitions are taken at once by the next round).
+    HANDOFF_PARTITION_BALANCE_SECONDS: float = Field(default=2.0, gt=0)
 
     @field_validator("AGENT_WHATSAPP_NUMBER")
     @classmethod

@@ -13,6 +13,13 @@ Topology, for a prefix ``P`` (``BUS_PREFIX``) and each consuming service ``S``:
   dead-lettered back into ``P.S``. Quorum queues like the others, so a message waiting for its
   retry survives the loss of a broker node, and dead-lettered ``at-least-once`` (kept until
   ``P.S`` confirmed it; that needs ``x-overflow: reject-publish``).
+- Partitioned (``QueueSpec.partitions`` N > 0, handoff): ``P.S.hash``, a consistent-hash
+  exchange (plugin ``rabbitmq_consistent_hash_exchange``) bound to ``P`` by the service's
+  routing keys, hashes each message on its ``x-mensajero-key`` header (``Event.partition_key``,
+  set by the publisher; the event id when it has none) into one of ``P.S.p0`` .. ``P.S.p<N-1>``,
+  each a queue as above (single active consumer, dead letters to ``P.S.dead``) with its own
+  tiers ``P.S.p<i>.retry.<ms>``, so a retry returns to its partition. A start with another
+  count than the broker's refuses unless the old partitions are empty (then they are replaced).
 - ``P.S.wait.<ms>``: the classic tiers of earlier versions (a queue cannot change type). They
   still drain into ``P.S`` by their own TTL; each is deleted once empty, at a later start.
 
@@ -25,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -58,6 +66,10 @@ ERROR_HEADER = "x-mensajero-error"
 # routing key it was meant for in this header (replayed by ``python -m shared.replay``).
 UNROUTED_SERVICE = "gateway.unrouted"
 ROUTING_KEY_HEADER = "x-mensajero-routing-key"
+# The key a partitioned queue hashes on (the event's ``partition_key``, else its id).
+KEY_HEADER = "x-mensajero-key"
+# Each partition's weight on the hash ring (points per binding): more points, an even spread.
+PARTITION_WEIGHT = "20"
 DEFAULT_RETRY_TIERS_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
 PERSISTENT = 2  # AMQP delivery mode
 
@@ -68,6 +80,11 @@ class BusError(Exception):
 
 class BusUnavailable(BusError):
     pass
+
+
+class PartitionMismatch(BusError):
+    """A partitioned queue's partition count differs from the broker's, whose partitions still
+    hold messages: changing it now would reorder (or strand) some customers' messages."""
 
 
 class RetryLater(Exception):  # it is a signal, not an error
@@ -101,6 +118,19 @@ class QueueSpec:
     retry_tiers_ms: Sequence[int] = DEFAULT_RETRY_TIERS_MS
     # One consumer at a time across replicas (the others stand by): keeps per-conversation order.
     single_active_consumer: bool = False
+    # > 0: that many partition queues behind a consistent-hash exchange (see the module).
+    partitions: int = 0
+
+    @property
+    def queues(self) -> list[str]:
+        """Its work queues, as the ``S`` of ``P.S``: the service, or each partition's."""
+        if not self.partitions:
+            return [self.service]
+        return [partition(self.service, index) for index in range(self.partitions)]
+
+
+def partition(service: str, index: int) -> str:
+    return f"{service}.p{index}"
 
 
 @dataclass
@@ -117,6 +147,9 @@ class Names:
 
     def queue(self, service: str) -> str:
         return f"{self.prefix}.{service}"
+
+    def hash_exchange(self, service: str) -> str:
+        return f"{self.prefix}.{service}.hash"
 
     def dead_queue(self, service: str) -> str:
         return f"{self.prefix}.{service}.dead"
@@ -222,9 +255,11 @@ class Bus:
 
     # ------------------------------------------------------------------ topology
 
-    async def declare_service_queue(self, spec: QueueSpec) -> AbstractQueue:
+    async def declare_service_queue(self, spec: QueueSpec) -> None:
         if spec not in self.declared:
             self.declared.append(spec)
+        if spec.partitions:
+            await self._settle_partitions(spec)
         channel = await self.connection.channel()
         try:
             names = self.names
@@ -240,36 +275,90 @@ class Bus:
                 arguments={"x-queue-type": "quorum"},
             )
             await dead.bind(dlx, routing_key=spec.service)
-            arguments: dict[str, Any] = {
-                "x-queue-type": "quorum",
-                "x-delivery-limit": spec.delivery_limit,
-                "x-dead-letter-exchange": names.dlx,
-                "x-dead-letter-routing-key": spec.service,
-            }
-            if spec.single_active_consumer:
-                arguments["x-single-active-consumer"] = True
-            queue = await channel.declare_queue(
-                names.queue(spec.service), durable=True, arguments=arguments
-            )
-            for key in spec.routing_keys:
-                await queue.bind(exchange, routing_key=key)
-            for tier in spec.retry_tiers_ms:
-                await channel.declare_queue(
-                    names.wait_queue(spec.service, tier),
+            source, binding_keys = exchange, list(spec.routing_keys)
+            if spec.partitions:
+                source = await channel.declare_exchange(
+                    names.hash_exchange(spec.service),
+                    "x-consistent-hash",
                     durable=True,
-                    arguments={
-                        "x-queue-type": "quorum",
-                        "x-message-ttl": tier,
-                        "x-dead-letter-exchange": "",
-                        "x-dead-letter-routing-key": names.queue(spec.service),
-                        "x-dead-letter-strategy": "at-least-once",
-                        "x-overflow": "reject-publish",
-                    },
+                    arguments={"hash-header": KEY_HEADER},
                 )
+                for key in spec.routing_keys:
+                    await source.bind(exchange, routing_key=key)
+                binding_keys = [PARTITION_WEIGHT]
+            for name in spec.queues:
+                queue = await channel.declare_queue(
+                    names.queue(name), durable=True, arguments=_work_arguments(spec, names)
+                )
+                for key in binding_keys:
+                    await queue.bind(source, routing_key=key)
+                await self._declare_tiers(channel, name, spec.retry_tiers_ms)
         finally:
             await channel.close()
         await self._retire_legacy_wait_queues(spec)
-        return queue
+
+    async def _declare_tiers(
+        self, channel: AbstractChannel, name: str, tiers_ms: Sequence[int]
+    ) -> None:
+        for tier in tiers_ms:
+            await channel.declare_queue(
+                self.names.wait_queue(name, tier),
+                durable=True,
+                arguments={
+                    "x-queue-type": "quorum",
+                    "x-message-ttl": tier,
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.names.queue(name),
+                    "x-dead-letter-strategy": "at-least-once",
+                    "x-overflow": "reject-publish",
+                },
+            )
+
+    async def _settle_partitions(self, spec: QueueSpec) -> None:
+        """The broker's partitions of ``spec`` (or its unpartitioned queue of an earlier
+        version) are the ones asked for, or are empty and replaced; else PartitionMismatch."""
+        found: list[str] = []
+        while (
+            await self.message_count(self.names.queue(partition(spec.service, len(found))))
+            is not None
+        ):
+            found.append(partition(spec.service, len(found)))
+        legacy = await self.message_count(self.names.queue(spec.service)) is not None
+        if len(found) in (0, spec.partitions) and not legacy:
+            return
+        old = found + ([spec.service] if legacy else [])
+        held = await self._held(old, spec.retry_tiers_ms)
+        if held:
+            raise PartitionMismatch(
+                f"queue {spec.service} is split into {len(found) or 'no'} partitions on the "
+                f"broker, which hold {held} message(s), and this start asks for "
+                f"{spec.partitions}: start with the broker's count until they drain"
+            )
+        retired = [name for name in old if name not in spec.queues]
+        await self._delete_queues(retired, spec.retry_tiers_ms)
+        log.warning(
+            "queue %s re-partitioned from %d into %d partitions (the old ones were empty)",
+            spec.service,
+            len(found),
+            spec.partitions,
+        )
+
+    async def _held(self, names: Sequence[str], tiers_ms: Sequence[int]) -> int:
+        """Messages waiting in the work queues ``names`` and their retry tiers."""
+        queues = [self.names.queue(name) for name in names]
+        queues += [self.names.wait_queue(name, tier) for name in names for tier in tiers_ms]
+        return sum([await self.message_count(queue) or 0 for queue in queues])
+
+    async def _delete_queues(self, names: Sequence[str], tiers_ms: Sequence[int]) -> None:
+        channel = await self.connection.channel()
+        try:
+            for name in names:
+                await channel.queue_delete(self.names.queue(name))
+                for tier in tiers_ms:
+                    await channel.queue_delete(self.names.wait_queue(name, tier))
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def _retire_legacy_wait_queues(self, spec: QueueSpec) -> None:
         """Delete the classic tiers of an earlier version once they drained (nothing is
@@ -295,17 +384,22 @@ class Bus:
         """Remove a prefix's queues (``services`` and those declared here) and exchanges."""
         channel = await self.connection.channel()
         try:
+            exchanges = [self.names.exchange, self.names.dlx]
             for spec in [*services, *self.declared]:
-                names = [self.names.queue(spec.service), self.names.dead_queue(spec.service)]
-                for tier in spec.retry_tiers_ms:
-                    names += [
-                        self.names.wait_queue(spec.service, tier),
-                        self.names.legacy_wait_queue(spec.service, tier),
-                    ]
+                names = [self.names.dead_queue(spec.service)]
+                for queue in {spec.service, *spec.queues}:
+                    names.append(self.names.queue(queue))
+                    for tier in spec.retry_tiers_ms:
+                        names += [
+                            self.names.wait_queue(queue, tier),
+                            self.names.legacy_wait_queue(queue, tier),
+                        ]
                 for name in names:
                     with contextlib.suppress(Exception):
                         await channel.queue_delete(name)
-            for exchange in (self.names.exchange, self.names.dlx):
+                if spec.partitions:
+                    exchanges.insert(0, self.names.hash_exchange(spec.service))
+            for exchange in exchanges:
                 with contextlib.suppress(Exception):
                     await channel.exchange_delete(exchange)
         finally:
@@ -322,6 +416,7 @@ class Bus:
             event_type=event.type,
             event_id=event.event_id,
             correlation_id=event.correlation_id,
+            key=event.partition_key(),
             timeout=timeout,
         )
 
@@ -344,8 +439,12 @@ class Bus:
         correlation_id: str | None = None,
         headers: dict[str, Any] | None = None,
         exchange: str | None = None,
+        key: str | None = None,
         timeout: float | None = None,
     ) -> None:
+        """``key``: the event's ``partition_key`` (in ``KEY_HEADER``; the event id when None and
+        ``headers`` carry none), which partitioned queues hash on."""
+        headers = {KEY_HEADER: key or event_id, **(headers or {})}
         deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
         # aiormq matches a broker's return to its publish by message id: publishes in flight
         # with the same id (one event published twice at once) would take each other's answer.
@@ -436,12 +535,15 @@ class Bus:
         concurrency: int = 16,
         key: Callable[[Event], str | None] | None = None,
         max_attempts: int | None = None,
+        queues: Sequence[str] | None = None,
     ) -> Consumer:
+        """Declare ``spec``'s topology and consume ``queues`` of it (None: all; see
+        :meth:`Consumer.start`)."""
         await self.declare_service_queue(spec)
         consumer = Consumer(
             self, spec, handler, concurrency=concurrency, key=key, max_attempts=max_attempts
         )
-        await consumer.start()
+        await consumer.start(queues)
         self._consumers.append(consumer)
         return consumer
 
@@ -512,10 +614,11 @@ Handler = Callable[[Event, Delivery], Awaitable[None]]
 
 @dataclass
 class Consumer:
-    """Consumes one service queue: ack after the handler returns, retry tiers, dead-letter.
+    """Consumes a service's work queues (one, or the partitions it was given): ack after the
+    handler returns, retry tiers, dead-letter.
 
     With ``key``, messages that share a key run one after another in arrival order while other
-    keys run concurrently (up to ``concurrency``).
+    keys run concurrently (up to ``concurrency`` per queue).
     """
 
     bus: Bus
@@ -525,51 +628,77 @@ class Consumer:
     key: Callable[[Event], str | None] | None = None
     max_attempts: int | None = None
     _channel: AbstractChannel | None = None
-    _queue: AbstractQueue | None = None
-    _tag: str | None = None
-    _in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    _queues: dict[str, tuple[AbstractQueue, str]] = field(default_factory=dict)
+    _in_flight: dict[str, set[asyncio.Task[None]]] = field(default_factory=dict)
     _tails: dict[str, asyncio.Future[None]] = field(default_factory=dict)
+    _stopped: bool = False
 
     @property
     def attempts_allowed(self) -> int:
         return self.max_attempts or len(self.spec.retry_tiers_ms) + 1
 
-    async def start(self) -> None:
+    @property
+    def consuming(self) -> list[str]:
+        """The work queues (``S`` of ``P.S``) it takes messages from now."""
+        return list(self._queues)
+
+    async def start(self, queues: Sequence[str] | None = None) -> None:
+        """Consume ``queues`` (None: every work queue of the spec; empty: none yet)."""
         self._channel = await self.bus.connection.channel(publisher_confirms=True)
         await self._channel.set_qos(prefetch_count=self.concurrency)
-        self._queue = await self._channel.get_queue(self.bus.names.queue(self.spec.service))
-        self._tag = await self._queue.consume(self._on_message, no_ack=False)
+        for name in self.spec.queues if queues is None else queues:
+            await self.resume(name)
+
+    async def resume(self, name: str) -> None:
+        """Take messages from the work queue ``name`` too."""
+        if self._stopped or self._channel is None or name in self._queues:
+            return
+        queue = await self._channel.get_queue(self.bus.names.queue(name))
+        tag = await queue.consume(functools.partial(self._on_message, name), no_ack=False)
+        self._queues[name] = (queue, tag)
+
+    async def pause(self, name: str, *, grace: float = 10.0) -> None:
+        """Stop taking messages from ``name``; its in-flight ones finish within ``grace`` (the
+        rest go back to the queue, in order, for the next consumer)."""
+        queue, tag = self._queues.pop(name, (None, None))
+        if queue is not None and tag is not None:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        await self._drain(self._in_flight.get(name, set()), grace)
 
     async def stop(self, *, grace: float = 10.0) -> None:
         """Stop taking messages, let in-flight ones finish within ``grace``, then close."""
-        if self._queue is not None and self._tag is not None:
-            with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
-            self._tag = None
-        if self._in_flight:
-            _done, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("%d in-flight message(s) left for redelivery", len(pending))
-                await asyncio.gather(*pending, return_exceptions=True)
+        self._stopped = True
+        await asyncio.gather(*(self.pause(name, grace=grace) for name in list(self._queues)))
+        await self._drain({task for tasks in self._in_flight.values() for task in tasks}, grace)
         if self._channel is not None:
             with contextlib.suppress(Exception):
                 await self._channel.close()
             self._channel = None
         self.bus._forget(self)
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _drain(self, tasks: set[asyncio.Task[None]], grace: float) -> None:
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(set(tasks), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("%d in-flight message(s) left for redelivery", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _on_message(self, name: str, message: AbstractIncomingMessage) -> None:
         task = asyncio.current_task()
+        tasks = self._in_flight.setdefault(name, set())
         if task is not None:
-            self._in_flight.add(task)
+            tasks.add(task)
         try:
-            await self._process(message)
+            await self._process(name, message)
         finally:
             if task is not None:
-                self._in_flight.discard(task)
+                tasks.discard(task)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, name: str, message: AbstractIncomingMessage) -> None:
         try:
             event = parse_event(message.type or "", message.body)
         except (UnknownEventType, ValidationError, ValueError) as error:
@@ -593,14 +722,14 @@ class Consumer:
         try:
             if previous is not None:
                 await asyncio.shield(previous)
-            await self._handle(event, message)
+            await self._handle(name, event, message)
         finally:
             if mine is not None and key is not None:
                 mine.set_result(None)
                 if self._tails.get(key) is mine:
                     del self._tails[key]
 
-    async def _handle(self, event: Event, message: AbstractIncomingMessage) -> None:
+    async def _handle(self, name: str, event: Event, message: AbstractIncomingMessage) -> None:
         headers = message.headers or {}
         previous_attempts = headers.get(ATTEMPT_HEADER, 0)
         attempt = (previous_attempts if isinstance(previous_attempts, int) else 0) + 1
@@ -619,13 +748,19 @@ class Consumer:
             await message.reject(requeue=False)
             return
         except Exception as error:  # every failure is retried or dead-lettered
-            await self._retry_or_dead_letter(event, message, attempt, error)
+            await self._retry_or_dead_letter(name, event, message, attempt, error)
             return
         await message.ack()
 
     async def _retry_or_dead_letter(
-        self, event: Event, message: AbstractIncomingMessage, attempt: int, error: Exception
+        self,
+        name: str,
+        event: Event,
+        message: AbstractIncomingMessage,
+        attempt: int,
+        error: Exception,
     ) -> None:
+        """Park it in the wait tier of its own queue ``name`` (a partition's: it returns there)."""
         reason = f"{type(error).__name__}: {error}"
         tiers = list(self.spec.retry_tiers_ms)
         if attempt >= self.attempts_allowed or not tiers:
@@ -651,7 +786,7 @@ class Consumer:
             )
         try:
             await self.bus.publish_raw(
-                routing_key=self.bus.names.wait_queue(self.spec.service, tier),
+                routing_key=self.bus.names.wait_queue(name, tier),
                 body=message.body,
                 event_type=event.type,
                 event_id=event.event_id,
@@ -668,6 +803,19 @@ class Consumer:
             await message.nack(requeue=True)
             return
         await message.ack()
+
+
+def _work_arguments(spec: QueueSpec, names: Names) -> dict[str, Any]:
+    """A work queue's arguments (a partition's too: its dead letters go to ``P.S.dead``)."""
+    arguments: dict[str, Any] = {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": spec.delivery_limit,
+        "x-dead-letter-exchange": names.dlx,
+        "x-dead-letter-routing-key": spec.service,
+    }
+    if spec.single_active_consumer:
+        arguments["x-single-active-consumer"] = True
+    return arguments
 
 
 def _choose_tier(tiers: list[int], attempt: int, delay: float | None) -> int:

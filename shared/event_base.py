@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.phone import maybe_e164
+
 _NAMESPACE = uuid.UUID("6f1c7a52-4d0e-4a43-9b55-6d656e73616a")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
 # RFC 4122 variant bits (10xx) over the first hex digit of the fourth group.
@@ -61,6 +63,12 @@ class Event(Model):
     def routing_key(self) -> str:
         return self.type
 
+    def partition_key(self) -> str | None:
+        """The key this event is ordered by: its consumers handle the events of one key one
+        after another, and a partitioned queue (``shared.bus``) hashes it to the same partition
+        (published in the ``x-mensajero-key`` header). None: it needs no order."""
+        return None
+
 
 # --------------------------------------------------------------------------- Meta, inbound
 
@@ -91,6 +99,15 @@ class Identity(Model):
     def key(self) -> str:
         """A stable key for the person: the phone when known, else the business-scoped id."""
         return self.phone or self.user_id or self.wa_id or "unknown"
+
+    @property
+    def ordering_key(self) -> str:
+        """The key one person's events are ordered by: the BSUID (a username or a hidden phone
+        leaves it as it is), else the E.164 phone, else the parent BSUID."""
+        for value in (self.user_id, maybe_e164(self.phone), self.parent_user_id):
+            if value:
+                return value
+        return self.key
 
     @property
     def handle(self) -> str | None:

@@ -78,6 +78,11 @@ class InboundMessage(Event):
     errors: list[MetaError] = Field(default_factory=list)
     raw: dict[str, Any] = Field(default_factory=dict)  # the message object as Meta sent it
 
+    def partition_key(self) -> str:
+        # The sender's, customer or agent: an agent's messages keep their order (their case is
+        # only known once handoff read them), and a customer's theirs.
+        return self.sender.ordering_key
+
 
 StatusName = Literal["sent", "delivered", "read", "failed", "played", "deleted", "warning"]
 
@@ -419,6 +424,9 @@ class HandoffRequestCommand(Event):
     customer_phone: str | None = None
     customer_user_id: str | None = None
     reason: str | None = None
+
+    def partition_key(self) -> str:
+        return Identity(phone=self.customer_phone, user_id=self.customer_user_id).ordering_key
 
 
 class BotMessage(Event):

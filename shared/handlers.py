@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from shared.bus import DEFAULT_RETRY_TIERS_MS, Delivery, QueueSpec, Reject
 from shared.events import Event
+from shared.partitions import PartitionLeases
 
 D = TypeVar("D")
 E = TypeVar("E", bound=Event)
@@ -76,14 +77,18 @@ class HandlerTable(Generic[D]):
     def routing_keys(self) -> list[str]:
         return [event_type.TYPE for event_type in self._entries]
 
-    def spec(self, *, retry_tiers_ms: Sequence[int] = DEFAULT_RETRY_TIERS_MS) -> QueueSpec:
-        """The queue's topology: bound to the table's event types."""
+    def spec(
+        self, *, retry_tiers_ms: Sequence[int] = DEFAULT_RETRY_TIERS_MS, partitions: int = 0
+    ) -> QueueSpec:
+        """The queue's topology: bound to the table's event types (``partitions`` > 0: split
+        into that many partition queues by the events' ``partition_key``, see shared.bus)."""
         return QueueSpec(
             service=self.queue,
             routing_keys=self.routing_keys,
             delivery_limit=self.delivery_limit,
             retry_tiers_ms=retry_tiers_ms,
             single_active_consumer=self.single_active_consumer,
+            partitions=partitions,
         )
 
     def bind(
@@ -93,12 +98,14 @@ class HandlerTable(Generic[D]):
         concurrency: int = 16,
         retry_tiers_ms: Sequence[int] = DEFAULT_RETRY_TIERS_MS,
         max_attempts: int | None = None,
+        leases: PartitionLeases | None = None,
     ) -> Subscription[D]:
         """The table with its dependencies, ready to consume (``max_attempts`` None: one per
-        retry tier, then the dead-letter queue)."""
-        return Subscription(
-            self, deps, self.spec(retry_tiers_ms=retry_tiers_ms), concurrency, max_attempts
-        )
+        retry tier, then the dead-letter queue). With ``leases``, the queue is split into
+        ``leases.partitions`` partitions and this replica consumes the ones it holds."""
+        partitions = leases.partitions if leases is not None else 0
+        spec = self.spec(retry_tiers_ms=retry_tiers_ms, partitions=partitions)
+        return Subscription(self, deps, spec, concurrency, max_attempts, leases)
 
     def entry(self, event_type: type[Event]) -> _Entry[D] | None:
         return self._entries.get(event_type)
@@ -114,8 +121,10 @@ class Subscription(Generic[D]):
         spec: QueueSpec,
         concurrency: int,
         max_attempts: int | None,
+        leases: PartitionLeases | None = None,
     ) -> None:
         self.table = table
+        self.leases = leases
         self.deps = deps
         self.spec = spec
         self.concurrency = concurrency

@@ -127,13 +127,19 @@ async def running(service: Service) -> AsyncIterator[None]:
 
 
 async def _consume(bus: Bus, subscription: Subscription[Any]) -> Consumer:
-    return await bus.consume(
+    leases = subscription.leases
+    consumer = await bus.consume(
         subscription.spec,
         subscription,
         concurrency=subscription.concurrency,
         key=subscription.key,
         max_attempts=subscription.max_attempts,
+        # Partitioned: the leases' loop gives it the partitions this replica holds.
+        queues=() if leases is not None else None,
     )
+    if leases is not None:
+        leases.attach(consumer)
+    return consumer
 
 
 def run_service(service: Service) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -41,6 +41,9 @@ class MessageEcho(Event):
     original_message_id: str | None = None  # for edit and revoke
     raw: dict[str, Any] = Field(default_factory=dict)
 
+    def partition_key(self) -> str:
+        return self.customer.ordering_key
+
 
 class HistoryMessage(Model):
     wamid: str
@@ -142,6 +145,10 @@ class IdentityChanged(Event):
     body: str | None = None  # Meta's text of the system message
     wamid: str | None = None  # of the system message, when it came as one
     timestamp: datetime
+
+    def partition_key(self) -> str:
+        # The customer as they were: their earlier messages are ordered under that key.
+        return self.previous.ordering_key
 
 
 # --------------------------------------------------------------------------- account and numbers
