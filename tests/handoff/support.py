@@ -267,7 +267,8 @@ async def drop_handoff_queue(bus: Bus) -> None:
     finally:
         if not channel.is_closed:
             await channel.close()
-    await bus.delete_topology([TABLE.spec()])
+    partitions = Settings.model_fields["HANDOFF_PARTITIONS"].default
+    await bus.delete_topology([TABLE.spec(partitions=partitions)])
 
 
 async def wait_mapped(database_url: str, schema: str, command: SendMessage) -> None:
