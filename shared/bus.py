@@ -662,8 +662,9 @@ class Consumer:
         rest go back to the queue, in order, for the next consumer)."""
         queue, tag = self._queues.pop(name, (None, None))
         if queue is not None and tag is not None:
+            # Bounded: on a connection that is gone the cancel would wait for its return.
             with contextlib.suppress(Exception):
-                await queue.cancel(tag)
+                await asyncio.wait_for(queue.cancel(tag), max(grace, 1.0))
         await self._drain(self._in_flight.get(name, set()), grace)
 
     async def stop(self, *, grace: float = 10.0) -> None:
