@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -91,13 +92,22 @@ async def check_dependencies(env: dict[str, str]) -> list[str]:
     rabbit = env.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
     try:
         connection = await asyncio.wait_for(aio_pika.connect(rabbit), 5)
-        await connection.close()
     except Exception as error:
         problems.append(
             f"RabbitMQ does not answer at {rabbit} ({error or type(error).__name__}). "
             "Start it with `rabbitmq-server -detached` (or `docker compose -f "
             "deploy/docker-compose.yml up -d rabbitmq`), or set RABBITMQ_URL."
         )
+    else:
+        try:
+            if not await has_consistent_hash(connection):
+                problems.append(
+                    f"RabbitMQ at {rabbit} lacks the consistent-hash exchange that handoff's "
+                    "partitions need. Enable it (online, no restart): `rabbitmq-plugins enable "
+                    "rabbitmq_consistent_hash_exchange`."
+                )
+        finally:
+            await connection.close()
     database = env.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     try:
         conn = await asyncpg.connect(database, timeout=5)
@@ -110,6 +120,22 @@ async def check_dependencies(env: dict[str, str]) -> list[str]:
             "or set DATABASE_URL."
         )
     return problems
+
+
+async def has_consistent_hash(connection: Any) -> bool:
+    """Whether the broker knows the ``x-consistent-hash`` exchange type (its plugin is on)."""
+    channel = await connection.channel()
+    try:
+        exchange = await channel.declare_exchange(
+            "mensajero.check.consistent-hash", "x-consistent-hash", auto_delete=True
+        )
+        await exchange.delete()
+    except Exception:  # COMMAND_INVALID: unknown exchange type
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
+    return True
 
 
 async def pipe(name: str, color: str, stream: asyncio.StreamReader, width: int) -> None:

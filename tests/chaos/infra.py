@@ -147,7 +147,10 @@ class RabbitNode:
             f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {self.http_port}\n"
             "collect_statistics_interval = 1000\n"
         )
-        (self.root / "enabled_plugins").write_text("[rabbitmq_management].\n")
+        # The consistent-hash exchange: handoff's partitions (shared.bus).
+        (self.root / "enabled_plugins").write_text(
+            "[rabbitmq_management,rabbitmq_consistent_hash_exchange].\n"
+        )
         (self.root / "rabbitmq-env.conf").write_text("")
 
     async def start(self, timeout: float = 120.0) -> None:

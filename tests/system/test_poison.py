@@ -95,6 +95,7 @@ def ses(sns: FakeSns, event: dict[str, Any]) -> Request:
 async def queue_names(system: System) -> list[str]:
     """The consumers' queues: main, retry tiers, dead (from the bus's own naming)."""
     from handoff.handlers import TABLE as HANDOFF_TABLE
+    from handoff.settings import Settings as HandoffSettings
     from notifier.handlers import TABLE as NOTIFIER_TABLE
     from sender.app import send_queue_spec, status_queue_spec
     from sender.settings import Settings as SenderSettings
@@ -104,7 +105,7 @@ async def queue_names(system: System) -> list[str]:
     env = system.env("sender")
     sender = load_settings(SenderSettings, **{k: v for k, v in env.items() if k.isupper()})
     specs = [
-        HANDOFF_TABLE.spec(),
+        HANDOFF_TABLE.spec(partitions=HandoffSettings.model_fields["HANDOFF_PARTITIONS"].default),
         NOTIFIER_TABLE.spec(),
         send_queue_spec(sender),
         status_queue_spec(sender),
@@ -112,8 +113,9 @@ async def queue_names(system: System) -> list[str]:
     names = Names(system.prefix)
     found = []
     for spec in specs:
-        found.append(names.queue(spec.service))
-        found += [names.wait_queue(spec.service, tier) for tier in spec.retry_tiers_ms]
+        for queue in spec.queues:  # handoff's partitions
+            found.append(names.queue(queue))
+            found += [names.wait_queue(queue, tier) for tier in spec.retry_tiers_ms]
         found.append(names.dead_queue(spec.service))
     return found
 
