@@ -127,6 +127,23 @@ def export_dead_letters(
     export_queue_depths(app, gauge, broker, queues)
 
 
+def export_work_queues(
+    app: web.Application, broker: QueueCounter, queues: Callable[[], Iterable[str]]
+) -> None:
+    """``mensajero_queue_messages{queue}``: messages ready in this service's work queues (each
+    of handoff's partitions), so a partition nobody consumes shows as a growing backlog."""
+    gauge = queue_depth_gauge(
+        app[REGISTRY_KEY],
+        WORK_QUEUE_GAUGE,
+        "Messages ready in this service's work queues (each partition) now. Broker-wide: every "
+        "replica reports the same value (aggregate with max, not sum).",
+    )
+    export_queue_depths(app, gauge, broker, queues)
+
+
+WORK_QUEUE_GAUGE = "mensajero_queue_messages"
+
+
 async def _run_scrape_hooks(app: web.Application) -> None:
     for hook in app[SCRAPE_HOOKS_KEY]:
         try:

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from shared.bus import Bus, Consumer
 from shared.handlers import Subscription
 from shared.logs import fields
-from shared.ops import ReadinessCheck, export_dead_letters
+from shared.ops import ReadinessCheck, export_dead_letters, export_work_queues
 
 log = logging.getLogger("mensajero.service")
 
@@ -151,6 +151,8 @@ def run_service(service: Service) -> Callable[[web.Application], AsyncIterator[N
             bus = service.bus
             dead = [bus.names.dead_queue(s.spec.service) for s in service.subscriptions]
             export_dead_letters(app, bus, lambda: dead)
+            work = [bus.names.queue(q) for s in service.subscriptions for q in s.spec.queues]
+            export_work_queues(app, bus, lambda: work)
             yield
 
     return context

@@ -68,7 +68,7 @@ def exported_metrics() -> frozenset[str]:
     from handoff.metrics import HandoffMetrics
     from notifier.metrics import Metrics as NotifierMetrics
     from sender.metrics import SenderMetrics
-    from shared.ops import queue_depth_gauge, service_registry
+    from shared.ops import WORK_QUEUE_GAUGE, queue_depth_gauge, service_registry
 
     registry: CollectorRegistry = service_registry("all")
     GatewayMetrics(registry)
@@ -76,6 +76,7 @@ def exported_metrics() -> frozenset[str]:
     HandoffMetrics(registry)
     NotifierMetrics(registry)
     queue_depth_gauge(registry, "mensajero_dead_letter_messages", "as in shared.ops")
+    queue_depth_gauge(registry, WORK_QUEUE_GAUGE, "as in shared.ops")
     names = {"up"}
     for family in registry.collect():
         suffixes = {

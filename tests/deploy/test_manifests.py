@@ -19,8 +19,16 @@ OVERLAYS = ("overlays/production", "overlays/sandbox")
 CONSUMERS = {"gateway": 0, "sender": 2, "handoff": 1, "notifier": 1}
 
 
+def is_config(document: dict[str, Any]) -> bool:
+    """The services' ConfigMap (the sandbox also has the broker's plugins)."""
+    return bool(
+        document["kind"] == "ConfigMap"
+        and document["metadata"]["name"].startswith("mensajero-config")
+    )
+
+
 def grace(kustomization: str) -> float:
-    (config,) = [d for d in built(kustomization) if d["kind"] == "ConfigMap"]
+    (config,) = [d for d in built(kustomization) if is_config(d)]
     return float(config["data"]["SHUTDOWN_GRACE_SECONDS"])
 
 
@@ -134,7 +142,7 @@ def test_the_sandbox_overlay_runs_the_whole_demo_in_its_namespace() -> None:
     deployments = objects("overlays/sandbox", "Deployment")
     assert set(deployments) == {*SERVICES, "sandbox", "ses"}
     assert set(objects("overlays/sandbox", "StatefulSet")) == {"rabbitmq", "postgres"}
-    (config,) = [d for d in everything if d["kind"] == "ConfigMap"]
+    (config,) = [d for d in everything if is_config(d)]
     assert config["data"]["MENSAJERO_ENV"] == "sandbox"
     assert config["data"]["META_GRAPH_URL"] == "http://sandbox:8090"
     for deployment in deployments.values():
