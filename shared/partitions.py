@@ -41,6 +41,17 @@ WHERE locktype = 'advisory' AND objsubid = 2 AND granted
 """
 
 
+def lock_classes(schema: str, service: str) -> tuple[str, str]:
+    """The advisory lock classes (hashed) of ``service``'s replicas and partitions."""
+    return f"{schema}.{service}.replica", f"{schema}.{service}.partition"
+
+
+async def partition_owners(conn: asyncpg.Connection, schema: str, service: str) -> dict[int, int]:
+    """Who holds each partition now (partition -> backend pid), for a look from outside."""
+    rows = await conn.fetch(_HOLDERS, *lock_classes(schema, service))
+    return {row["key"]: row["pid"] for row in rows if not row["present"]}
+
+
 @dataclass(frozen=True)
 class Holders:
     """What ``pg_locks`` says now: the replicas present (by backend pid) and who holds what."""
@@ -90,8 +101,7 @@ class PartitionLeases:
         self.service = service
         self.partitions = partitions
         self.grace = grace
-        self._replica_class = f"{schema}.{service}.replica"
-        self._partition_class = f"{schema}.{service}.partition"
+        self._replica_class, self._partition_class = lock_classes(schema, service)
         self._conn: asyncpg.Connection | None = None
         self._consumer: Consumer | None = None
         self.held: set[int] = set()
