@@ -68,6 +68,18 @@ def _message(customer: int, n: int, run: str) -> InboundMessage:
     )
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (all CPUs, /proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - values[3] - values[4]) / ticks, sum(values) / ticks
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -85,6 +97,9 @@ class Round:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
         self.answered: dict[str, float] = {}
+        # During the burst: the replicas' CPU seconds per message, the machine's busy share.
+        self.cpu_ms_per_message = 0.0
+        self.machine_busy = 0.0
 
     async def _on_send(self, event: Event, delivery: Delivery) -> None:
         if isinstance(event, SendMessage) and event.correlation_id:
@@ -172,9 +187,15 @@ class Round:
         await self.send(warm)
         await self.wait_answered([m.event_id for m in warm])
         burst = [_message(c, n, self.run) for n in range(1, MESSAGES + 1) for c in range(CUSTOMERS)]
+        cpu = sum(_cpu_seconds(p.pid) for p in self.processes)
+        busy, total = _machine_busy()
         started = time.monotonic()
         await self.send(burst)
         finished = await self.wait_answered([m.event_id for m in burst])
+        used = sum(_cpu_seconds(p.pid) for p in self.processes) - cpu
+        busy_after, total_after = _machine_busy()
+        self.cpu_ms_per_message = used * 1000 / len(burst)
+        self.machine_busy = (busy_after - busy) / max(total_after - total, 1e-9)
         return len(burst) / (finished - started)
 
     async def latency(self, rate: float) -> tuple[float, float]:
@@ -207,7 +228,7 @@ class Round:
         await drop_schema(DATABASE_URL, self.schema)
 
 
-async def _measure(replicas: int, rate: float | None) -> tuple[float, float, float]:
+async def _measure(replicas: int, rate: float | None) -> tuple[float, float, float, Round]:
     bench = Round(replicas)
     try:
         await bench.start()
@@ -215,13 +236,13 @@ async def _measure(replicas: int, rate: float | None) -> tuple[float, float, flo
         p50, p99 = await bench.latency(rate or throughput / 2)
     finally:
         await bench.stop()
-    return throughput, p50, p99
+    return throughput, p50, p99, bench
 
 
 async def run() -> dict[str, float]:
-    one, p50_one, p99_one = await _measure(1, None)
+    one, p50_one, p99_one, first = await _measure(1, None)
     rate = one / 2
-    two, p50_two, p99_two = await _measure(2, rate)
+    two, p50_two, p99_two, second = await _measure(2, rate)
     return {
         "customers x messages": float(CUSTOMERS * MESSAGES),
         "throughput, 1 replica (msg/s)": one,
@@ -232,6 +253,10 @@ async def run() -> dict[str, float]:
         "latency p99, 1 replica (ms)": p99_one,
         "latency p50, 2 replicas (ms)": p50_two,
         "latency p99, 2 replicas (ms)": p99_two,
+        "handoff cpu per message, 1 replica (ms)": first.cpu_ms_per_message,
+        "handoff cpu per message, 2 replicas (ms)": second.cpu_ms_per_message,
+        "machine cpu busy in the burst, 1 replica (%)": first.machine_busy * 100,
+        "machine cpu busy in the burst, 2 replicas (%)": second.machine_busy * 100,
         "cpus on this machine (shared with the broker and db)": float(os.cpu_count() or 0),
     }
 
