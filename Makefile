@@ -56,7 +56,8 @@ deploy-check: install
 k8s-rules: install
 	$(PY) deploy/check.py prometheus-rule > deploy/k8s/components/monitoring/prometheusrule.yaml
 
-## bench: prints the performance figures (gateway, sender, sandbox).
+## bench: prints the performance figures (gateway, sender, handoff with 1 and 2 replicas,
+## notifier, sandbox).
 bench: check-deps
 	$(PY) -m bench
 
