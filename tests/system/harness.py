@@ -170,6 +170,15 @@ class System:
             response.raise_for_status()
             return await response.json()
 
+    async def mails_to(self, address: str) -> list[dict[str, Any]]:
+        """The mail moto's SES accepted for ``address``."""
+        data = await self.get_json(f"{self.url('ses')}/moto-api/data.json")
+        return [
+            m
+            for m in data.get("ses", {}).get("Message", [])
+            if address in [a for group in m["destinations"].values() for a in group]
+        ]
+
     async def metrics(self, name: str) -> dict[str, float]:
         """A service's /metrics as {'name{labels}': value}."""
         assert self.session is not None
