@@ -109,6 +109,11 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System) -> 
     relayed = text_of(await agent.receives("Mi pedido no llegó", after=seen))
     assert "@ana.compras" in relayed, relayed
 
+    seen_by_agent = len(await agent.inbox())
+    await agent.write("/lista")
+    listing = text_of(await agent.receives("Casos abiertos", after=seen_by_agent))
+    assert "@ana.compras" in listing and PHONE_NUMBER.search(listing) is None, listing
+
     seen = len(await customer.inbox())
     await agent.write("/fin")
     await customer.receives("terminó", after=seen)
@@ -207,8 +212,19 @@ async def post_webhook(system: System, payload: dict[str, Any]) -> int:
 # ----------------------------------------------------------------------- a new number
 
 
-async def test_a_new_number_mid_case_keeps_the_case(system: System) -> None:
-    customer = Phone(system, CUSTOMER, "Juan Pérez")
+@pytest.mark.parametrize(
+    ("who", "change", "options"),
+    [
+        ((CUSTOMER, None), "user_changed_number", {"new_phone": "+5491144445555"}),
+        ((HIDDEN, "ana.compras"), "user_changed_user_id", {}),
+    ],
+    ids=["new-number", "new-bsuid"],
+)
+async def test_an_identity_change_mid_case_keeps_the_case(
+    system: System, who: tuple[str, str | None], change: str, options: dict[str, str]
+) -> None:
+    number, username = who
+    customer = Phone(system, number, "Juan Pérez", username=username)
     agent = Phone(system, AGENT, "Agente")
     await customer.write("quiero hablar con un humano")
     alert = await agent.receives("handoff_agent_alert")
@@ -216,21 +232,21 @@ async def test_a_new_number_mid_case_keeps_the_case(system: System) -> None:
     await customer.receives("¿qué pasó?")
     await agent.receives("Tomaste el caso")
 
-    new_phone = "+5491144445555"
     seen = len(await agent.inbox())
-    await emit(
-        system, "messages", type="user_changed_number", customer=CUSTOMER, new_phone=new_phone
-    )
+    changed = await emit(system, "messages", type=change, customer=number, **options)
     await agent.receives("La conversación sigue en este caso", after=seen)
+    # Meta addresses the customer by the new identifiers from now on.
+    new = str(changed["phone"] if change == "user_changed_number" else changed["user_id"])
+    assert new != number
 
-    moved = Phone(system, new_phone, "Juan Pérez")
+    moved = Phone(system, new, "Juan Pérez", username=username)
     seen_by_customer = len(await moved.inbox())
-    await moved.write("Te escribo desde mi número nuevo")
-    await agent.receives("número nuevo", after=seen)
+    await moved.write("Sigo acá con otro WhatsApp")
+    await agent.receives("Sigo acá con otro WhatsApp", after=seen)
     await agent.write("Perfecto, seguimos por acá")
     await moved.receives("seguimos por acá", after=seen_by_customer)
-    assert await sends_to(system, new_phone), "the answer went to the new number"
-    # Still one customer with one case: no second alert, no menu at the new number.
+    assert await sends_to(system, new), f"the answer went to {new}"
+    # Still one customer with one case: no second alert, no menu for the new identifiers.
     alerts = [m for m in await agent.inbox() if "handoff_agent_alert" in text_of(m)]
     assert len(alerts) == 1
     assert not bot_answers((await moved.inbox())[seen_by_customer:])
