@@ -33,7 +33,8 @@ HIDDEN = "AR.13491208655302741918"
 # for a message to be handled within it on a busy machine, short enough to wait out.
 QUIET_SECONDS = 5
 MENU = "Soy el asistente virtual"
-PHONE_NUMBER = re.compile(r"\+?\d{10,}")
+# A phone number in a text (not the digits of a BSUID, which follow its country and a dot).
+PHONE_NUMBER = re.compile(r"(?<![.\d])\+?\d{10,}")
 
 
 @pytest.fixture
@@ -41,7 +42,11 @@ async def system(
     rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
 ) -> AsyncIterator[System]:
     running = System(unique, rabbitmq_url, database_url, tmp_path)
+    # The company's people get each case's transcript by mail.
+    profiles = tmp_path / "profiles.json"
+    profiles.write_bytes(orjson.dumps({"profiles": [{"notification_emails": [team(unique)]}]}))
     running.extra_env.update(
+        COMPANY_PROFILES_FILE=str(profiles),
         HANDOFF_ECHO_QUIET_SECONDS=str(QUIET_SECONDS),
         ERROR_LOG_EMAIL=operators(unique),
         # One message at a time, in order: once a later mail is out, the earlier ones are done.
@@ -53,6 +58,10 @@ async def system(
 
 def operators(unique: str) -> str:
     return f"ops-{unique}@example.com"
+
+
+def team(unique: str) -> str:
+    return f"equipo-{unique}@example.com"
 
 
 async def emit(system: System, field: str, **options: Any) -> dict[str, Any]:
@@ -70,6 +79,11 @@ async def sends_to(system: System, recipient: str) -> list[dict[str, Any]]:
     return [m for m in data["messages"] if m["to"] == recipient]
 
 
+def phones_in(text: str) -> set[str]:
+    """The phone numbers a text shows, other than the agent's."""
+    return {"+" + found.lstrip("+") for found in PHONE_NUMBER.findall(text)} - {AGENT}
+
+
 def bot_answers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the bot sent among a customer's messages (the menu), not the business app's."""
     return [m for m in messages if m.get("source") != "business_app" and MENU in text_of(m)]
@@ -78,7 +92,7 @@ def bot_answers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------- a phone-less customer
 
 
-async def test_customer_without_phone_talks_to_bot_and_agent(system: System) -> None:
+async def test_customer_without_phone_talks_to_bot_and_agent(system: System, unique: str) -> None:
     customer = Phone(system, HIDDEN, "Ana", username="ana.compras")
     agent = Phone(system, AGENT, "Agente")
 
@@ -91,7 +105,7 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System) -> 
     alert = await agent.receives("handoff_agent_alert")
     shown = text_of(alert)
     assert "@ana.compras" in shown, shown
-    assert PHONE_NUMBER.search(shown) is None, f"a phone in the alert: {shown}"
+    assert not phones_in(shown), f"a phone in the alert: {shown}"
 
     # The agent answers by quoting the alert: that claims the case and relays the answer.
     seen = len(await customer.inbox())
@@ -109,10 +123,16 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System) -> 
     relayed = text_of(await agent.receives("Mi pedido no llegó", after=seen))
     assert "@ana.compras" in relayed, relayed
 
+    # A colleague answers from the WhatsApp Business app: the agent of the case is told.
+    seen = len(await agent.inbox())
+    await emit(system, "smb_message_echoes", customer=HIDDEN, text="Ana, ya te mandamos el código")
+    told = text_of(await agent.receives("desde la app de WhatsApp Business", after=seen))
+    assert "@ana.compras" in told and "ya te mandamos el código" in told, told
+
     seen_by_agent = len(await agent.inbox())
     await agent.write("/lista")
     listing = text_of(await agent.receives("Casos abiertos", after=seen_by_agent))
-    assert "@ana.compras" in listing and PHONE_NUMBER.search(listing) is None, listing
+    assert "@ana.compras" in listing and not phones_in(listing), listing
 
     seen = len(await customer.inbox())
     await agent.write("/fin")
@@ -122,6 +142,14 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System) -> 
     metrics = await system.metrics("handoff")
     assert metrics['handoff_ended_total{reason="agent"}'] == 1.0
     assert metrics['handoff_relays_total{direction="to_customer"}'] == 1.0
+    # The transcript mailed to the company names her by username, the app's echo included.
+    [mail] = await wait_for(
+        lambda: system.mails_to(team(unique)), timeout=30, message="the case's transcript"
+    )
+    transcript = str(mail)
+    for expected in ("@ana.compras", "Mi pedido no llegó", "ya te mandamos el código"):
+        assert expected in transcript, transcript
+    assert not phones_in(transcript), transcript
 
 
 # ----------------------------------------------------------------------- coexistence
