@@ -13,7 +13,7 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
-from tests.handoff.support import AGENT, AGENT2, CUSTOMER, body, inbound, wamid_of
+from tests.handoff.support import AGENT, AGENT2, CUSTOMER, body, wamid_of
 from tests.handoff.world import World
 
 OTHER = "+5491155550002"
