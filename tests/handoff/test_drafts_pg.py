@@ -14,7 +14,7 @@ from handoff import usecases
 from handoff.config import HandoffConfig
 from handoff.outcome import Outcome
 from handoff.postgres import PgRepository
-from handoff.repository import Draft
+from handoff.repository import Draft, Repository
 from shared.db import Pool, load_migrations
 from shared.events import HandoffClaimed, HandoffRequested, SendMessage
 from shared.profiles import Profiles
@@ -85,7 +85,7 @@ async def test_drafts_are_kept_once_in_order_and_taken_as_the_fake_does(pool: Po
         draft(AGENTS[0], "uno otra vez", "wamid.1"),  # a redelivery: kept once
     ]
     async with pool.acquire() as conn:
-        repos = [PgRepository(conn), FakeRepository()]
+        repos: list[Repository] = [PgRepository(conn), FakeRepository()]
         for repo in repos:
             for one in written:
                 await repo.keep_draft(one)
