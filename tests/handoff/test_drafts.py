@@ -13,6 +13,7 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
+from shared.profiles import CompanyProfile
 from tests.handoff.support import AGENT, AGENT2, CUSTOMER, body, wamid_of
 from tests.handoff.world import World
 
@@ -206,3 +207,20 @@ async def test_nothing_waiting_the_agent_is_told_and_nothing_is_kept() -> None:
     [told] = world.sends(AGENT, events)
     assert isinstance(told.content, TextContent)
     assert "No sé a qué caso va tu mensaje" in told.content.body and world.repo.drafts == []
+
+
+async def test_a_profile_words_the_list_and_the_note_its_own_way() -> None:
+    texts = {
+        "handoff.agent.choose_case": "¿Cuál? Hasta las {until}.",
+        "handoff.agent.choose_button": "Ver casos",
+        "handoff.agent.choose_row": "{name} #{code}",
+        "handoff.agent.draft_expired": "Se venció: {messages}",
+    }
+    world = World(profile=CompanyProfile(texts=texts))
+    first, _second = await two_waiting(world)
+    events = await world.says(AGENT, "Hola", name="Agente")
+    choice = list_of(world.sends(AGENT, events)[0])
+    assert choice.body == "¿Cuál? Hasta las 12:10." and choice.button == "Ver casos"
+    assert choice.sections[0].rows[0].title == f"Juan Pérez #{first}"
+    events = await world.fire(AGENT, "draft")
+    assert body(world.sends(AGENT, events)[0]) == "Se venció: «Hola»"
