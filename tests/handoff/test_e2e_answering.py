@@ -7,8 +7,6 @@ case, and what they wrote reaches that customer.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +17,6 @@ from tests.system.harness import System
 pytestmark = pytest.mark.integration
 
 OTHER = "+5491135722872"
-
-
-@pytest.fixture
-async def system(
-    rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
-) -> AsyncIterator[System]:
-    async with System(unique, rabbitmq_url, database_url, tmp_path) as running:
-        yield running
 
 
 def rows(message: dict[str, Any]) -> list[dict[str, Any]]:
