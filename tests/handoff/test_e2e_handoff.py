@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,14 +22,6 @@ pytestmark = pytest.mark.integration
 CUSTOMER = "+5491135722871"
 AGENT = SANDBOX_DEFAULTS["AGENT_WHATSAPP_NUMBER"]
 AUTH = {"Authorization": f"Bearer {SANDBOX_DEFAULTS['META_WA_ACCESS_TOKEN']}"}
-
-
-@pytest.fixture
-async def system(
-    rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
-) -> AsyncIterator[System]:
-    async with System(unique, rabbitmq_url, database_url, tmp_path) as running:
-        yield running
 
 
 def text_of(message: dict[str, Any]) -> str:
