@@ -29,6 +29,7 @@ class HandoffConfig:
     idle_timeout: float
     bot_mode: str = "menu"  # "menu": the profile's built-in menu; "external": bot.message
     echo_quiet: float = 1800.0  # seconds the bot is quiet after an echo (HANDOFF_ECHO_QUIET_...)
+    draft_ttl: float = 600.0  # seconds an agent's draft waits for its case (HANDOFF_DRAFT_TTL_...)
 
     @classmethod
     def from_settings(cls, settings: Settings, profiles: Profiles) -> HandoffConfig:
@@ -50,11 +51,16 @@ class HandoffConfig:
             idle_timeout=settings.HANDOFF_IDLE_TIMEOUT_SECONDS,
             bot_mode=settings.BOT_MODE,
             echo_quiet=settings.HANDOFF_ECHO_QUIET_SECONDS,
+            draft_ttl=settings.HANDOFF_DRAFT_TTL_SECONDS,
         )
 
     def agents_for(self, profile: CompanyProfile) -> list[str]:
         configured = [p for p in (maybe_e164(a) for a in profile.agents) if p]
         return configured or list(self.agents)
+
+    def serves(self, phone: str, profile: CompanyProfile) -> bool:
+        """``phone`` is one of ``profile``'s agents."""
+        return phone in self.agents_for(profile)
 
     def is_agent(self, phone: str | None) -> bool:
         if phone is None:

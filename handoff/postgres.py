@@ -17,13 +17,14 @@ from handoff.repository import (
     Case,
     ConcurrentUpdate,
     Conversation,
+    Draft,
     Line,
     SendRecord,
     TimerKind,
 )
 from shared import timers
 from shared.db import Connection
-from shared.events import SendMessage
+from shared.events import InboundMessage, SendMessage
 
 # The columns a conversation is written with: its fields but the version (the key first).
 _CONVERSATION_COLUMNS = tuple(
@@ -41,6 +42,11 @@ def _conversation(row: asyncpg.Record) -> Conversation:
 
 def _case(row: asyncpg.Record) -> Case:
     return Case(**{f.name: row[f.name] for f in dataclasses.fields(Case)})
+
+
+def _draft(row: asyncpg.Record) -> Draft:
+    message = InboundMessage.model_validate_json(row["message"])
+    return Draft(row["agent"], message, row["text"], row["created_at"])
 
 
 def _send_record(row: asyncpg.Record) -> SendRecord:
@@ -313,3 +319,24 @@ class PgRepository:
         )
         found = {r["state"]: int(r["n"]) for r in rows}
         return {"queued": found.get("queued", 0), "active": found.get("active", 0)}
+
+    async def keep_draft(self, draft: Draft) -> None:
+        await self.conn.execute(
+            "INSERT INTO drafts (agent, wamid, message, text, created_at)"
+            " VALUES ($1, $2, $3::jsonb, $4, $5) ON CONFLICT (wamid) DO NOTHING",
+            draft.agent,
+            draft.message.wamid,
+            draft.message.model_dump_json(),
+            draft.text,
+            draft.at,
+        )
+
+    async def drafts_of(self, agent: str) -> list[Draft]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM drafts WHERE agent = $1 ORDER BY id FOR UPDATE", agent
+        )
+        return [_draft(r) for r in rows]
+
+    async def take_drafts(self, agent: str) -> list[Draft]:
+        rows = await self.conn.fetch("DELETE FROM drafts WHERE agent = $1 RETURNING *", agent)
+        return [_draft(r) for r in sorted(rows, key=lambda r: r["id"])]

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from shared.events import SendMessage
+from shared.events import InboundMessage, SendMessage
 
 ConversationState = Literal["bot", "queued", "active"]
 CaseState = Literal["queued", "active", "closed"]
 Author = Literal["customer", "agent", "bot", "system"]
-TimerKind = Literal["queue", "idle"]  # a case's timers (shared.timers, subject: the case code)
+# A case's timers (shared.timers, subject: the case code), and an agent's drafts' ("draft",
+# subject: the agent's phone).
+TimerKind = Literal["queue", "idle", "draft"]
 
 
 class ConcurrentUpdate(Exception):
@@ -96,6 +98,16 @@ class SendRecord:
     body: str | None = None  # the SendMessage as JSON
 
 
+@dataclass(frozen=True)
+class Draft:
+    """An agent's message for no case in particular, kept until they choose its case."""
+
+    agent: str
+    message: InboundMessage
+    text: str
+    at: datetime
+
+
 class Repository(Protocol):
     async def get_conversation(self, customer: str) -> Conversation | None: ...
     async def find_conversation(
@@ -147,3 +159,12 @@ class Repository(Protocol):
     async def hold(self, recipient: str, code: str, command: SendMessage) -> bool: ...
     async def take_held(self, recipient: str) -> list[SendMessage]: ...
     async def counts(self) -> dict[str, int]: ...
+    async def keep_draft(self, draft: Draft) -> None: ...
+    async def drafts_of(self, agent: str) -> list[Draft]:
+        """The agent's kept drafts, oldest first, locked for this transaction (an expiry or a
+        choice running at once waits for it)."""
+        ...
+
+    async def take_drafts(self, agent: str) -> list[Draft]:
+        """The agent's kept drafts, oldest first, no longer kept."""
+        ...

@@ -15,6 +15,8 @@ from shared.profiles import CompanyProfile, MenuOption
 # Crockford's base32 without I, L, O, U: short codes an agent can type on a phone.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CLAIM_PAYLOAD_PREFIX = "tomar:"
+# A row of the list that asks an agent which case their message is for (``handoff.drafts``).
+CHOICE_PAYLOAD_PREFIX = "caso:"
 
 # ------------------------------------------------------------------ text matching
 
@@ -95,7 +97,14 @@ class Plain:
     text: str
 
 
-AgentInput = Command | UnknownCommand | Addressed | Plain
+@dataclass(frozen=True)
+class Chosen:
+    """A tapped row of the "which case?" list: the agent's kept message goes to ``code``."""
+
+    code: str
+
+
+AgentInput = Command | UnknownCommand | Addressed | Plain | Chosen
 
 _COMMANDS = {
     "ayuda": "ayuda",
@@ -112,9 +121,11 @@ _ADDRESSED = re.compile(r"^\s*#([0-9A-Za-z]{1,12})\b[\s:,.-]*(.*)$", re.DOTALL)
 
 
 def parse_agent_input(text: str | None, payload: str | None = None) -> AgentInput:
-    """What an agent's message asks for. ``payload``: a tapped template button's payload."""
+    """What an agent's message asks for. ``payload``: a tapped button's or list row's id."""
     if payload and payload.startswith(CLAIM_PAYLOAD_PREFIX):
         return Command("tomar", clean_code(payload[len(CLAIM_PAYLOAD_PREFIX) :]))
+    if payload and payload.startswith(CHOICE_PAYLOAD_PREFIX):
+        return Chosen(clean_code(payload[len(CHOICE_PAYLOAD_PREFIX) :]))
     body = (text or "").strip()
     if body.startswith("/"):
         head, _, rest = body[1:].partition(" ")

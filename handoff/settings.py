@@ -25,6 +25,10 @@ class Settings(DatabaseSettings):
     # the bot leaves that customer alone this long after each such message (a profile may
     # override; 0: it does not).
     HANDOFF_ECHO_QUIET_SECONDS: float = Field(default=1800.0, ge=0)
+    # An agent's message for no case in particular, with several cases waiting, is kept this
+    # long while they choose its case from a list; then it expires and they are told. At most a
+    # day, so their 24-hour window (they wrote it) is still open for the note.
+    HANDOFF_DRAFT_TTL_SECONDS: float = Field(default=600.0, gt=0, le=86400)
     # How often each replica looks for due timers and unpublished outbox rows.
     HANDOFF_TIMER_POLL_SECONDS: float = 1.0
     # Outbox rows left unpublished this long (a crash after commit) are published by the relay.

@@ -47,8 +47,8 @@ DEFAULTS: dict[str, str] = {
     "handoff.agent.notification": (
         "🔔 Caso #{code}: {name} ({phone}) quiere hablar con una persona.\n"
         "Últimos mensajes:\n{last_messages}\n\n"
-        "Para atenderlo respondé citando este mensaje, o escribí #{code} seguido de tu "
-        "respuesta, o /tomar {code}."
+        "Para atenderlo respondé: si no tenés otro caso, alcanza con escribir tu respuesta; si "
+        "no, citá este mensaje o empezá con #{code}. También /tomar {code}."
     ),
     "handoff.agent.notification_no_messages": "(sin mensajes)",
     "handoff.agent.claimed": "Tomaste el caso #{code} ({name}, {phone}). {help_line}",
@@ -70,6 +70,23 @@ DEFAULTS: dict[str, str] = {
     "handoff.agent.which_case": (
         "No sé a qué caso va tu mensaje, no lo envié. Citá el mensaje del cliente o empezá con "
         "#código. Casos abiertos:\n{cases}"
+    ),
+    # Several cases could take an agent's message: it is kept while they choose from a list.
+    "handoff.agent.choose_case": (
+        "¿Para qué caso es tu mensaje? Elegilo en la lista y se lo mando. Lo guardo hasta las "
+        "{until}; si no elegís, no lo envío y te aviso."
+    ),
+    "handoff.agent.choose_case_more": (
+        "Tengo {count} mensajes tuyos guardados. ¿Para qué caso son? Elegilo en la lista y se "
+        "los mando en orden. Los guardo hasta las {until}."
+    ),
+    "handoff.agent.choose_button": "Elegir caso",
+    "handoff.agent.choose_section": "Casos",
+    "handoff.agent.choose_row": "#{code} {name}",
+    "handoff.agent.choose_row_queued": "{phone} · esperando",
+    "handoff.agent.choose_row_yours": "{phone} · con vos",
+    "handoff.agent.draft_expired": (
+        "No elegiste a qué caso iba, así que no envié tu mensaje: {messages}"
     ),
     "handoff.agent.no_cases": "No hay casos abiertos.",
     "handoff.agent.list": "Casos abiertos:\n{cases}",
@@ -93,7 +110,9 @@ DEFAULTS: dict[str, str] = {
         "/fin [código]: cerrar un caso (el cliente vuelve al asistente)\n"
         "/bot [código]: devolver el cliente al asistente sin despedida\n"
         "/ayuda: esta ayuda\n"
-        "Para escribirle a un cliente citá su mensaje o empezá con #código."
+        "Para escribirle a un cliente, escribí: va a tu caso activo; sin caso, tomás el que "
+        "espera, y si esperan varios te pregunto cuál. Citá un mensaje o empezá con #código "
+        "para elegir vos."
     ),
     "handoff.agent.relay_header": "#{code} · {name}:",
     "handoff.agent.relay_location": "#{code} · {name} compartió una ubicación:",

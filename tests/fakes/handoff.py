@@ -16,6 +16,7 @@ from handoff.repository import (
     Case,
     ConcurrentUpdate,
     Conversation,
+    Draft,
     Line,
     SendRecord,
     TimerKind,
@@ -37,6 +38,7 @@ class FakeRepository:
     outgoing: dict[str, SendRecord] = field(default_factory=dict)
     timers: dict[tuple[str, str], Timer] = field(default_factory=dict)
     held: list[tuple[str, str, SendMessage]] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
     sequence: int = 1023
 
     async def get_conversation(self, customer: str) -> Conversation | None:
@@ -183,3 +185,15 @@ class FakeRepository:
     async def counts(self) -> dict[str, int]:
         states = [c.state for c in self.cases.values()]
         return {"queued": states.count("queued"), "active": states.count("active")}
+
+    async def keep_draft(self, draft: Draft) -> None:
+        if all(d.message.wamid != draft.message.wamid for d in self.drafts):
+            self.drafts.append(draft)
+
+    async def drafts_of(self, agent: str) -> list[Draft]:
+        return [d for d in self.drafts if d.agent == agent]
+
+    async def take_drafts(self, agent: str) -> list[Draft]:
+        mine = [d for d in self.drafts if d.agent == agent]
+        self.drafts = [d for d in self.drafts if d.agent != agent]
+        return mine

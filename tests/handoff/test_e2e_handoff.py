@@ -8,8 +8,6 @@ closed and the notification arrives as the approved `handoff_agent_alert` templa
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +20,6 @@ pytestmark = pytest.mark.integration
 CUSTOMER = "+5491135722871"
 AGENT = SANDBOX_DEFAULTS["AGENT_WHATSAPP_NUMBER"]
 AUTH = {"Authorization": f"Bearer {SANDBOX_DEFAULTS['META_WA_ACCESS_TOKEN']}"}
-
-
-@pytest.fixture
-async def system(
-    rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
-) -> AsyncIterator[System]:
-    async with System(unique, rabbitmq_url, database_url, tmp_path) as running:
-        yield running
 
 
 async def test_runbook_through_the_sandbox(system: System) -> None:
