@@ -84,6 +84,21 @@ def phones_in(text: str) -> set[str]:
     return {"+" + found.lstrip("+") for found in PHONE_NUMBER.findall(text)} - {AGENT}
 
 
+async def case_list(agent: Phone) -> str:
+    """What an agent's ``/lista`` answers."""
+    seen = len(await agent.inbox())
+    await agent.write("/lista")
+    return text_of(await agent.receives("Casos abiertos", after=seen))
+
+
+async def the_one_mail(system: System, address: str) -> str:
+    """The mail moto holds for ``address`` (waited for; exactly one), as text."""
+    [mail] = await wait_for(
+        lambda: system.mails_to(address), timeout=30, message=f"the mail to {address}"
+    )
+    return str(mail)
+
+
 def bot_answers(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the bot sent among a customer's messages (the menu), not the business app's."""
     return [m for m in messages if m.get("source") != "business_app" and MENU in text_of(m)]
@@ -129,9 +144,7 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System, uni
     told = text_of(await agent.receives("desde la app de WhatsApp Business", after=seen))
     assert "@ana.compras" in told and "ya te mandamos el código" in told, told
 
-    seen_by_agent = len(await agent.inbox())
-    await agent.write("/lista")
-    listing = text_of(await agent.receives("Casos abiertos", after=seen_by_agent))
+    listing = await case_list(agent)
     assert "@ana.compras" in listing and not phones_in(listing), listing
 
     seen = len(await customer.inbox())
@@ -143,10 +156,7 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System, uni
     assert metrics['handoff_ended_total{reason="agent"}'] == 1.0
     assert metrics['handoff_relays_total{direction="to_customer"}'] == 1.0
     # The transcript mailed to the company names her by username, the app's echo included.
-    [mail] = await wait_for(
-        lambda: system.mails_to(team(unique)), timeout=30, message="the case's transcript"
-    )
-    transcript = str(mail)
+    transcript = await the_one_mail(system, team(unique))
     for expected in ("@ana.compras", "Mi pedido no llegó", "ya te mandamos el código"):
         assert expected in transcript, transcript
     assert not phones_in(transcript), transcript
@@ -278,6 +288,5 @@ async def test_an_identity_change_mid_case_keeps_the_case(
     alerts = [m for m in await agent.inbox() if "handoff_agent_alert" in text_of(m)]
     assert len(alerts) == 1
     assert not bot_answers((await moved.inbox())[seen_by_customer:])
-    await agent.write("/lista")
-    listing = text_of(await agent.receives("Casos abiertos", after=seen))
+    listing = await case_list(agent)
     assert listing.count("#") == 1, listing
