@@ -101,7 +101,7 @@ DEFAULTS: dict[str, str] = {
         "/tomar <código>: tomar un caso\n"
         "/fin [código]: cerrar un caso (el cliente vuelve al asistente)\n"
         "/bot [código]: devolver el cliente al asistente sin despedida\n"
-        "/pasar <código> <agente>: pasarle un caso a otro agente (nombre o número)\n"
+        "/pasar <código> <agente>: pasarle un caso a un compañero (nombre o número)\n"
         "/pausa: no recibir casos nuevos; /vuelvo: recibirlos otra vez\n"
         "/r <nombre>: mandar una respuesta guardada; /r: ver cuáles hay\n"
         "/ayuda: esta ayuda\n"

@@ -171,10 +171,10 @@ async def test_the_rating_counts_once_and_a_late_one_not_at_all(
             )
         )
         assert [b.title for b in rating.content.buttons] == ["😀 Muy bien", "😐 Regular", "😞 Mal"]
-        tap = {"reply_id": f"csat:{code}:3"}
-        await bus.publish(inbound(CUSTOMER, "😀 Muy bien", **tap))
+        tap = f"csat:{code}:3"
+        await bus.publish(inbound(CUSTOMER, "😀 Muy bien", reply_id=tap))
         await probe.wait_text(CUSTOMER, "¡Gracias por contarnos!")
-        await bus.publish(inbound(CUSTOMER, "😀 Muy bien", **tap))  # tapped twice
+        await bus.publish(inbound(CUSTOMER, "😀 Muy bien", reply_id=tap))  # tapped twice
         await probe.wait_text(CUSTOMER, "Ya recibimos tu calificación")
         [closed] = await wait_for(lambda: probe.of(HandoffClosed))
         assert (closed.rating, closed.rating_label) == (3, "😀 Muy bien")
