@@ -99,12 +99,7 @@ async def _case_of(turn: Turn, agent: Agent, msg: InboundMessage) -> Case | None
                 return quoted_case
         elif record is None and pending:
             raise QuoteNotKnownYet(quoted)
-    if agent.current_case:
-        current = await repo.get_case(agent.current_case)
-        if current is not None and current.state == "active" and current.agent == agent.phone:
-            return current
-    mine = [c for c in await repo.open_cases() if c.state == "active" and c.agent == agent.phone]
-    return mine[0] if len(mine) == 1 else None
+    return await canned.active_case_of(repo, agent)
 
 
 async def _listing(turn: Turn, profile: CompanyProfile, agent: Agent, cases: list[Case]) -> str:

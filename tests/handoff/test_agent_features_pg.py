@@ -17,12 +17,12 @@ from shared.bus import Bus
 from shared.events import (
     ButtonsContent,
     HandoffClosed,
-    HandoffRequested,
     HandoffUnattended,
     TemplateContent,
 )
 from shared.ops import REGISTRY_KEY
 from tests.handoff.support import AGENT, AGENT2, CUSTOMER, Probe, body, inbound, running_handoff
+from tests.handoff.test_concurrency import start_active_case
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,23 +53,11 @@ async def agent_says(bus: Bus, probe: Probe, agent: str, text: str, expect: str)
     await probe.wait_text(agent, expect)
 
 
-async def active_case(bus: Bus, probe: Probe, agent: str = AGENT) -> str:
-    """The agent's window open, the customer asks for a human, the agent answers with #code."""
-    await agent_says(bus, probe, agent, "/ayuda", "/pasar")
-    before = len(probe.of(HandoffRequested))
-    await bus.publish(inbound(CUSTOMER, "quiero hablar con un humano"))
-    await wait_for(lambda: len(probe.of(HandoffRequested)) > before)
-    code: str = probe.of(HandoffRequested)[-1].case_code
-    await bus.publish(inbound(agent, f"#{code} Hola, te atiendo", name="Agente"))
-    await probe.wait_text(CUSTOMER, "te atiendo")
-    return code
-
-
 async def test_transfer_alerts_the_new_agent_by_template_and_the_transcript_keeps_both(
     bus: Bus, probe: Probe, team_settings: Callable[..., Settings]
 ) -> None:
     async with running_handoff(team_settings()) as app:
-        code = await active_case(bus, probe)
+        code = await start_active_case(bus, probe)
         await agent_says(bus, probe, AGENT, f"/pasar {code} beto", "Le pasaste el caso")
         await probe.wait_text(CUSTOMER, "Te paso con Beto")
         # Beto never wrote: his window is closed, so the alert template, whose button claims.
@@ -118,7 +106,7 @@ async def test_canned_replies_list_and_fill_in(
 ) -> None:
     canned = {"saludo": "Hola {name}, gracias por escribir a Acme.", "horario": "De 9 a 18."}
     async with running_handoff(team_settings({"canned_replies": canned})):
-        await active_case(bus, probe)
+        await start_active_case(bus, probe)
         await agent_says(bus, probe, AGENT, "/r", "• saludo: Hola {name}")
         await bus.publish(inbound(AGENT, "/r saludo", name="Agente"))
         await probe.wait_text(CUSTOMER, "Hola Juan Pérez, gracias por escribir a Acme.")
@@ -131,7 +119,7 @@ async def test_the_reply_timeout_fires_once_with_two_instances(
     settings = team_settings(HANDOFF_AGENT_REPLY_TIMEOUT_SECONDS=0.5)
     async with running_handoff(settings) as a, running_handoff(settings) as b:
         await agent_says(bus, probe, AGENT2, "/ayuda", "/pasar")
-        code = await active_case(bus, probe)
+        code = await start_active_case(bus, probe)
         await bus.publish(inbound(CUSTOMER, "¿hay alguien?"))
         await probe.wait_text(AGENT, "¿hay alguien?")
         await probe.wait_text(AGENT2, f"#{code} · Juan Pérez")  # the offer
@@ -157,7 +145,7 @@ async def test_the_rating_counts_once_and_a_late_one_not_at_all(
 ) -> None:
     settings = team_settings({"rating": {"enabled": True}}, HANDOFF_RATING_TIMEOUT_SECONDS=1.0)
     async with running_handoff(settings) as app:
-        code = await active_case(bus, probe)
+        code = await start_active_case(bus, probe)
         await agent_says(bus, probe, AGENT, "/fin", f"Cerraste el caso #{code}")
         rating = await wait_for(
             lambda: next(
@@ -181,7 +169,7 @@ async def test_the_rating_counts_once_and_a_late_one_not_at_all(
         assert sample(app, "handoff_csat_total", profile="acme", score="3") == 1
 
         # The next case's customer answers after the deadline: the transcript went without it.
-        second = await active_case(bus, probe)
+        second = await start_active_case(bus, probe)
         await agent_says(bus, probe, AGENT, "/fin", f"Cerraste el caso #{second}")
         await wait_for(lambda: len(probe.of(HandoffClosed)) == 2, message="the deadline")
         assert probe.of(HandoffClosed)[1].rating is None
