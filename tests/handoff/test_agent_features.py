@@ -189,6 +189,19 @@ async def test_the_reply_timeout_does_nothing_once_the_agent_answered() -> None:
     assert "otro agente" in texts(world, AGENT2)[-1] and len(world.sends(AGENT2)) == before + 1
 
 
+async def test_a_later_wait_moves_the_reply_timer() -> None:
+    world = team(agent_reply_timeout_seconds=120)
+    code = await world.active_case(AGENT)
+    await world.says(CUSTOMER, "¿hola?")
+    world.clock.advance(seconds=60)
+    await world.says(AGENT, "ya te miro", name="Agente")
+    world.clock.advance(seconds=30)
+    await world.says(CUSTOMER, "dale, gracias")  # a new wait, from now
+    world.clock.advance(seconds=31)  # the first wait's end
+    assert await world.fire(code, "reply") == []
+    assert world.repo.timers[(code, "reply")].due_at == world.clock.now + timedelta(seconds=89)
+
+
 async def test_nobody_takes_it_and_it_stays_with_its_agent() -> None:
     world = team(agent_reply_timeout_seconds=120)
     code = await world.active_case(AGENT)
