@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from handoff.ratings import RATING_PREFIX
+from sender.validation import Prepared, prepare
 from shared.events import (
     ButtonsContent,
     HandoffClosed,
@@ -228,6 +229,7 @@ async def test_the_rating_is_stored_once_and_goes_with_the_transcript() -> None:
     rating = world.sends(CUSTOMER)[-1]
     assert isinstance(rating.content, ButtonsContent)
     assert [b.id for b in rating.content.buttons] == [f"csat:{code}:{n}" for n in (3, 2, 1)]
+    assert isinstance(prepare(rating), Prepared), prepare(rating)  # Meta's rules hold
     assert world.of(HandoffClosed) == []  # the transcript waits for the answer
 
     await world.says(CUSTOMER, "😀 Muy bien", **tap(code, 3))
