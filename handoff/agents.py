@@ -1,18 +1,22 @@
 """Agents' messages and commands: an agent writes from WhatsApp to a case (quoting, ``#code``,
-or their current case), or commands (``/lista``, ``/tomar``, ``/fin``, ``/bot``, ``/ayuda``).
+or their current case), or commands (``/lista``, ``/tomar``, ``/fin``, ``/bot``, ``/ayuda``;
+``/pasar``, ``/pausa``, ``/vuelvo`` and ``/r`` live in their own modules, see MORE_COMMANDS).
 
 Answering is enough: a message for no case in particular claims the one case waiting; with
 several it could be for, it is kept while the agent taps its case in a list (``drafts``)."""
 
 from __future__ import annotations
 
-from handoff import drafts
+from collections.abc import Awaitable, Callable
+
+from handoff import availability, canned, drafts, transfers
 from handoff.cases import Farewell, claim_case, close_case
 from handoff.content import TEXT_LIMIT, agent_content, sent_at
 from handoff.delivery import tell
 from handoff.identities import handle
 from handoff.outcome import Turn
 from handoff.relays import relay_to_customer
+from handoff.reply_timeout import take_offered
 from handoff.repository import Agent, Case
 from handoff.router import (
     CHOICE_PAYLOAD_PREFIX,
@@ -30,6 +34,15 @@ from shared.profiles import CompanyProfile
 
 # What an agent's message may carry that is not relayed content.
 NOT_CONTENT = ("text", "interactive", "button")
+
+CommandUse = Callable[[Turn, CompanyProfile, Agent, Command], Awaitable[None]]
+# Commands handled by their own modules: (turn, profile, agent, command); the caller saves agent.
+MORE_COMMANDS: dict[str, CommandUse] = {
+    "pasar": transfers.on_transfer,
+    "pausa": availability.pause,
+    "vuelvo": availability.resume,
+    "r": canned.on_canned,
+}
 
 
 class QuoteNotKnownYet(Exception):
@@ -138,12 +151,7 @@ async def _case_of(turn: Turn, agent: Agent, msg: InboundMessage) -> Case | None
                 return quoted_case
         elif record is None and pending:
             raise QuoteNotKnownYet(quoted)
-    if agent.current_case:
-        current = await repo.get_case(agent.current_case)
-        if current is not None and current.state == "active" and current.agent == agent.phone:
-            return current
-    mine = [c for c in await repo.open_cases() if c.state == "active" and c.agent == agent.phone]
-    return mine[0] if len(mine) == 1 else None
+    return await canned.active_case_of(repo, agent)
 
 
 async def _listing(turn: Turn, profile: CompanyProfile, agent: Agent, cases: list[Case]) -> str:
@@ -173,6 +181,8 @@ async def _command(turn: Turn, profile: CompanyProfile, agent: Agent, command: C
         tell(out, phone, say(profile, "handoff.agent.list", cases=cases), "list")
     elif command.name == "tomar":
         await _take(turn, profile, agent, command)
+    elif command.name in MORE_COMMANDS:
+        await MORE_COMMANDS[command.name](turn, profile, agent, command)
     else:  # fin, bot
         await _end(turn, profile, agent, command)
 
@@ -187,6 +197,8 @@ async def _take(turn: Turn, profile: CompanyProfile, agent: Agent, command: Comm
     if case is None:
         reply = say(profile, "handoff.agent.unknown_case", code=command.code)
         tell(turn.out, agent.phone, reply, "unknown-case")
+        return
+    if await take_offered(turn, agent, case, command.text):  # its customer waited too long
         return
     await _to_case(turn, agent, case, None, command.text)
 

@@ -18,26 +18,29 @@ from handoff.repository import Agent, Case, Draft
 from handoff.router import CHOICE_PAYLOAD_PREFIX, one_line
 from handoff.texts import say
 from shared.events import InboundMessage, ListContent, ListRow, ListSection
+from shared.meta_limits import (
+    LIST_BUTTON_MAX,
+    ROW_DESCRIPTION_MAX,
+    ROW_TITLE_MAX,
+    ROWS_MAX,
+    SECTION_TITLE_MAX,
+)
 from shared.profiles import CompanyProfile
 
 DRAFT_TIMER: Final = "draft"
-# Meta's limits of a list message: rows in all, a row's title and description, the button and
-# a section's title.
-ROWS_MAX = 10
-ROW_TITLE_MAX = 24
-ROW_DESCRIPTION_MAX = 72
-LIST_BUTTON_MAX = 20
-SECTION_TITLE_MAX = 24
 # How much of each expired message the note quotes.
 QUOTED_MAX = 80
 
 
 async def choices(turn: Turn, agent: Agent) -> list[Case]:
     """The cases an agent's message for no case could be for: their own active ones, then the
-    waiting ones of the profiles they serve; oldest first."""
+    waiting ones of the profiles they serve (none while they are paused: /pausa means no new
+    cases; /tomar still takes one); oldest first."""
     config = turn.config
     cases = await turn.repo.open_cases()
     mine = [c for c in cases if c.state == "active" and c.agent == agent.phone]
+    if agent.paused:
+        return mine
     waiting = [
         c
         for c in cases

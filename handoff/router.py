@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -74,9 +74,10 @@ def clean_code(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # ayuda, lista, tomar, fin, bot
+    name: str  # ayuda, lista, tomar, fin, bot, pasar, pausa, vuelvo, r
     code: str | None = None
     text: str = ""  # what follows a /tomar code (sent to the customer as the first answer)
+    raw: str = field(default="", compare=False)  # all after the command's name (/r's reply)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,12 @@ _COMMANDS = {
     "fin": "fin",
     "cerrar": "fin",
     "bot": "bot",
+    "pasar": "pasar",
+    "transferir": "pasar",
+    "pausa": "pausa",
+    "vuelvo": "vuelvo",
+    "r": "r",
+    "respuesta": "r",
 }
 _ADDRESSED = re.compile(r"^\s*#([0-9A-Za-z]{1,12})\b[\s:,.-]*(.*)$", re.DOTALL)
 
@@ -135,7 +142,7 @@ def parse_agent_input(text: str | None, payload: str | None = None) -> AgentInpu
         rest = rest.strip()
         code_part, _, after = rest.partition(" ")
         code = clean_code(code_part) if code_part else None
-        return Command(name, code, after.strip())
+        return Command(name, code, after.strip(), rest)
     match = _ADDRESSED.match(body)
     if match:
         return Addressed(clean_code(match.group(1)), match.group(2).strip())

@@ -9,6 +9,10 @@ choose its case), ``timers``, ``identity_changes`` (a customer's new phone or BS
 WhatsApp's system messages), ``coexistence`` (echoes of the WhatsApp Business app), and
 ``delivery`` (the shared "send now or hold until the window opens" step, and what the sender
 reports back). ``identities`` says which conversation an identifier names.
+Agents' tools have a module each: ``transfers`` (``/pasar``), ``availability`` (``/pausa``,
+``/vuelvo``, who is offered new cases, agents' names), ``canned`` (``/r``), ``reply_timeout``
+(a customer waiting too long is offered to the others), ``ratings`` (the customer's rating at
+the close) and ``closing`` (what ``handoff.closed`` carries to the transcript mail).
 """
 
 from __future__ import annotations

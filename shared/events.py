@@ -307,6 +307,16 @@ class HandoffUnattended(Event):
     last_messages: list[TranscriptLine] = Field(default_factory=list)
 
 
+class CaseHandler(Model):
+    """An agent who handled a case: from their claim (or the transfer to them) to the next
+    transfer (or the close)."""
+
+    agent_phone: str
+    agent_name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class HandoffClosed(Event):
     TYPE: ClassVar[str] = "handoff.closed"
     type: Literal["handoff.closed"] = "handoff.closed"
@@ -317,6 +327,12 @@ class HandoffClosed(Event):
     end_reason: Literal["agent", "customer", "timeout", "no_agent", "after_hours", "idle"]
     profile_id: str | None = None
     transcript: list[TranscriptLine] = Field(default_factory=list)
+    # Who handled it, in order (a transfer hands it to the next one).
+    handlers: list[CaseHandler] = Field(default_factory=list)
+    # The customer's answer to the rating asked at the close (1 to 3; None: not answered), and
+    # the button they tapped.
+    rating: int | None = None
+    rating_label: str | None = None
 
 
 class HandoffRequestCommand(Event):

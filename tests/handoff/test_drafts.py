@@ -224,3 +224,13 @@ async def test_a_profile_words_the_list_and_the_note_its_own_way() -> None:
     assert choice.sections[0].rows[0].title == f"Juan Pérez #{first}"
     events = await world.fire(AGENT, "draft")
     assert body(world.sends(AGENT, events)[0]) == "Se venció: «Hola»"
+
+
+async def test_a_paused_agent_who_writes_claims_nothing() -> None:
+    world = World()
+    await world.says(AGENT, "/pausa", name="Agente")
+    await world.says(CUSTOMER, "quiero hablar con un humano")
+    events = await world.says(AGENT, "Hola", name="Agente")
+    assert world.of(HandoffClaimed) == [] and world.sends(CUSTOMER, events) == []
+    [told] = world.sends(AGENT, events)
+    assert "No sé a qué caso va tu mensaje" in body(told) and world.repo.drafts == []
