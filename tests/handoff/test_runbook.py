@@ -79,6 +79,10 @@ async def test_runbook_customer_reaches_a_human_and_comes_back_to_the_bot(
         assert authors == ["customer", "agent", "customer"]
 
         registry = app[REGISTRY_KEY]
+        # Counted once the close's events were confirmed, just after the probe may have them.
+        await wait_for(
+            lambda: registry.get_sample_value("handoff_ended_total", {"reason": "agent"}) == 1
+        )
         assert registry.get_sample_value("handoff_requested_total", {"trigger": "phrase"}) == 1
         assert registry.get_sample_value("handoff_ended_total", {"reason": "agent"}) == 1
         assert registry.get_sample_value("handoff_wait_seconds_count") == 1
