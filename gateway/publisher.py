@@ -160,6 +160,7 @@ class Publisher:
             correlation_id=event.correlation_id,
             headers={ROUTING_KEY_HEADER: event.type},
             exchange="",
+            key=event.partition_key(),  # kept for its replay into handoff's partitions
             timeout=max(deadline - time.monotonic(), 0.001),
         )
         self.metrics.unrouted.labels(event.type).inc()

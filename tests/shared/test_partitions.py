@@ -187,3 +187,43 @@ async def test_replicas_share_the_partitions_and_a_lost_one_is_taken_over(
     finally:
         for leases in replicas:
             await leases.close()
+
+
+# ------------------------------------------------------------------ the keys
+
+
+def test_every_event_of_one_customer_has_the_customers_key() -> None:
+    from shared.events import HandoffRequestCommand, Identity
+    from shared.signals import IdentityChanged, MessageEcho
+
+    bsuid = "AR.13491208655302741918"
+    phone_only = inbound("+5491155550001", "hola")
+    both = inbound("+5491155550001", "hola", user_id=bsuid)
+    bsuid_only = inbound(None, "hola", user_id=bsuid, username="@ana")
+    assert phone_only.partition_key() == "+5491155550001"
+    assert both.partition_key() == bsuid_only.partition_key() == bsuid  # the lasting one
+    request = HandoffRequestCommand(customer_phone="5491155550001")  # Meta's wa_id form
+    assert request.partition_key() == phone_only.partition_key()
+    assert HandoffRequestCommand(customer_user_id=bsuid).partition_key() == bsuid
+    echo = MessageEcho.model_validate(
+        {
+            "phone_number_id": "1",
+            "wamid": "wamid.e",
+            "timestamp": both.timestamp,
+            "message_type": "text",
+            "customer": Identity(phone="+5491155550001", user_id=bsuid),
+        }
+    )
+    assert echo.partition_key() == bsuid
+    changed = IdentityChanged.model_validate(
+        {
+            "phone_number_id": "1",
+            "change": "user_changed_number",
+            "previous": Identity(phone="+5491155550001"),
+            "current": Identity(phone="+5491155550009"),
+            "timestamp": both.timestamp,
+        }
+    )
+    assert changed.partition_key() == "+5491155550001"  # where their earlier events are
+    # An agent's messages: the agent's own key (their case is known only once read).
+    assert inbound("+5491100000000", "/fin", name="Agente").partition_key() == "+5491100000000"
