@@ -56,8 +56,18 @@ from aio_pika.exceptions import (
 from aiormq import spec
 from pydantic import ValidationError
 
+from shared import topology
 from shared.events import Event, UnknownEventType, parse_event
 from shared.logs import describe
+
+# Re-exported: the topology's names are part of the bus's interface.
+from shared.topology import DEFAULT_RETRY_TIERS_MS as DEFAULT_RETRY_TIERS_MS
+from shared.topology import KEY_HEADER as KEY_HEADER
+from shared.topology import PARTITION_WEIGHT as PARTITION_WEIGHT
+from shared.topology import Names as Names
+from shared.topology import PartitionMismatch as PartitionMismatch
+from shared.topology import QueueSpec as QueueSpec
+from shared.topology import partition as partition
 
 log = logging.getLogger("mensajero.bus")
 
@@ -67,11 +77,6 @@ ERROR_HEADER = "x-mensajero-error"
 # routing key it was meant for in this header (replayed by ``python -m shared.replay``).
 UNROUTED_SERVICE = "gateway.unrouted"
 ROUTING_KEY_HEADER = "x-mensajero-routing-key"
-# The key a partitioned queue hashes on (the event's ``partition_key``, else its id).
-KEY_HEADER = "x-mensajero-key"
-# Each partition's weight on the hash ring (points per binding): more points, an even spread.
-PARTITION_WEIGHT = "20"
-DEFAULT_RETRY_TIERS_MS: tuple[int, ...] = (1_000, 5_000, 30_000, 120_000, 600_000)
 PERSISTENT = 2  # AMQP delivery mode
 
 
@@ -81,11 +86,6 @@ class BusError(Exception):
 
 class BusUnavailable(BusError):
     pass
-
-
-class PartitionMismatch(BusError):
-    """A partitioned queue's partition count differs from the broker's, whose partitions still
-    hold messages: changing it now would reorder (or strand) some customers' messages."""
 
 
 class RetryLater(Exception):  # it is a signal, not an error
@@ -107,60 +107,6 @@ def _is_transient(error: BaseException) -> bool:
         error,
         AMQPError | ConnectionError | asyncio.TimeoutError | RuntimeError,
     )
-
-
-@dataclass(frozen=True)
-class QueueSpec:
-    """A consuming service's queue and what it listens to."""
-
-    service: str
-    routing_keys: Sequence[str]
-    delivery_limit: int = 20
-    retry_tiers_ms: Sequence[int] = DEFAULT_RETRY_TIERS_MS
-    # One consumer at a time across replicas (the others stand by): keeps per-conversation order.
-    single_active_consumer: bool = False
-    # > 0: that many partition queues behind a consistent-hash exchange (see the module).
-    partitions: int = 0
-
-    @property
-    def queues(self) -> list[str]:
-        """Its work queues, as the ``S`` of ``P.S``: the service, or each partition's."""
-        if not self.partitions:
-            return [self.service]
-        return [partition(self.service, index) for index in range(self.partitions)]
-
-
-def partition(service: str, index: int) -> str:
-    return f"{service}.p{index}"
-
-
-@dataclass
-class Names:
-    prefix: str
-
-    @property
-    def exchange(self) -> str:
-        return self.prefix
-
-    @property
-    def dlx(self) -> str:
-        return f"{self.prefix}.dlx"
-
-    def queue(self, service: str) -> str:
-        return f"{self.prefix}.{service}"
-
-    def hash_exchange(self, service: str) -> str:
-        return f"{self.prefix}.{service}.hash"
-
-    def dead_queue(self, service: str) -> str:
-        return f"{self.prefix}.{service}.dead"
-
-    def wait_queue(self, service: str, tier_ms: int) -> str:
-        return f"{self.prefix}.{service}.retry.{tier_ms}"
-
-    def legacy_wait_queue(self, service: str, tier_ms: int) -> str:
-        """A classic retry tier of versions before 0.1.0's quorum tiers."""
-        return f"{self.prefix}.{service}.wait.{tier_ms}"
 
 
 class Bus:
@@ -257,155 +203,13 @@ class Bus:
     # ------------------------------------------------------------------ topology
 
     async def declare_service_queue(self, spec: QueueSpec) -> None:
-        if spec not in self.declared:
-            self.declared.append(spec)
-        if spec.partitions:
-            await self._settle_partitions(spec)
-        channel = await self.connection.channel()
-        try:
-            names = self.names
-            exchange = await channel.declare_exchange(
-                names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            dlx = await channel.declare_exchange(
-                names.dlx, aio_pika.ExchangeType.DIRECT, durable=True
-            )
-            dead = await channel.declare_queue(
-                names.dead_queue(spec.service),
-                durable=True,
-                arguments={"x-queue-type": "quorum"},
-            )
-            await dead.bind(dlx, routing_key=spec.service)
-            source, binding_keys = exchange, list(spec.routing_keys)
-            if spec.partitions:
-                source = await channel.declare_exchange(
-                    names.hash_exchange(spec.service),
-                    "x-consistent-hash",
-                    durable=True,
-                    arguments={"hash-header": KEY_HEADER},
-                )
-                for key in spec.routing_keys:
-                    await source.bind(exchange, routing_key=key)
-                binding_keys = [PARTITION_WEIGHT]
-            for name in spec.queues:
-                queue = await channel.declare_queue(
-                    names.queue(name), durable=True, arguments=_work_arguments(spec, names)
-                )
-                for key in binding_keys:
-                    await queue.bind(source, routing_key=key)
-                await self._declare_tiers(channel, name, spec.retry_tiers_ms)
-        finally:
-            await channel.close()
-        await self._retire_legacy_wait_queues(spec)
-
-    async def _declare_tiers(
-        self, channel: AbstractChannel, name: str, tiers_ms: Sequence[int]
-    ) -> None:
-        for tier in tiers_ms:
-            await channel.declare_queue(
-                self.names.wait_queue(name, tier),
-                durable=True,
-                arguments={
-                    "x-queue-type": "quorum",
-                    "x-message-ttl": tier,
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": self.names.queue(name),
-                    "x-dead-letter-strategy": "at-least-once",
-                    "x-overflow": "reject-publish",
-                },
-            )
-
-    async def _settle_partitions(self, spec: QueueSpec) -> None:
-        """The broker's partitions of ``spec`` (or its unpartitioned queue of an earlier
-        version) are the ones asked for, or are empty and replaced; else PartitionMismatch."""
-        found: list[str] = []
-        while (
-            await self.message_count(self.names.queue(partition(spec.service, len(found))))
-            is not None
-        ):
-            found.append(partition(spec.service, len(found)))
-        legacy = await self.message_count(self.names.queue(spec.service)) is not None
-        if len(found) in (0, spec.partitions) and not legacy:
-            return
-        old = found + ([spec.service] if legacy else [])
-        held = await self._held(old, spec.retry_tiers_ms)
-        if held:
-            raise PartitionMismatch(
-                f"queue {spec.service} is split into {len(found) or 'no'} partitions on the "
-                f"broker, which hold {held} message(s), and this start asks for "
-                f"{spec.partitions}: start with the broker's count until they drain"
-            )
-        retired = [name for name in old if name not in spec.queues]
-        await self._delete_queues(retired, spec.retry_tiers_ms)
-        log.warning(
-            "queue %s re-partitioned from %d into %d partitions (the old ones were empty)",
-            spec.service,
-            len(found),
-            spec.partitions,
-        )
-
-    async def _held(self, names: Sequence[str], tiers_ms: Sequence[int]) -> int:
-        """Messages waiting in the work queues ``names`` and their retry tiers."""
-        queues = [self.names.queue(name) for name in names]
-        queues += [self.names.wait_queue(name, tier) for name in names for tier in tiers_ms]
-        return sum([await self.message_count(queue) or 0 for queue in queues])
-
-    async def _delete_queues(self, names: Sequence[str], tiers_ms: Sequence[int]) -> None:
-        channel = await self.connection.channel()
-        try:
-            for name in names:
-                await channel.queue_delete(self.names.queue(name))
-                for tier in tiers_ms:
-                    await channel.queue_delete(self.names.wait_queue(name, tier))
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
-
-    async def _retire_legacy_wait_queues(self, spec: QueueSpec) -> None:
-        """Delete the classic tiers of an earlier version once they drained (nothing is
-        published to them any more; their TTL moves what they hold back into the queue)."""
-        for tier in spec.retry_tiers_ms:
-            name = self.names.legacy_wait_queue(spec.service, tier)
-            channel = await self.connection.channel()
-            try:
-                # Deleting a queue that does not exist succeeds: nothing to tell apart.
-                await channel.queue_delete(name, if_empty=True)
-            except aiormq.exceptions.ChannelPreconditionFailed:
-                log.warning(
-                    "classic retry queue %s still holds messages; they return to %s by its TTL "
-                    "and it is deleted at a later start",
-                    name,
-                    self.names.queue(spec.service),
-                )
-            finally:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+        """Declare the queues of ``spec`` (see shared.topology), settling a changed partition
+        count first (PartitionMismatch while the old partitions hold messages)."""
+        await topology.declare(self, spec)
 
     async def delete_topology(self, services: Iterable[QueueSpec] = ()) -> None:
         """Remove a prefix's queues (``services`` and those declared here) and exchanges."""
-        channel = await self.connection.channel()
-        try:
-            exchanges = [self.names.exchange, self.names.dlx]
-            for spec in [*services, *self.declared]:
-                names = [self.names.dead_queue(spec.service)]
-                for queue in {spec.service, *spec.queues}:
-                    names.append(self.names.queue(queue))
-                    for tier in spec.retry_tiers_ms:
-                        names += [
-                            self.names.wait_queue(queue, tier),
-                            self.names.legacy_wait_queue(queue, tier),
-                        ]
-                for name in names:
-                    with contextlib.suppress(Exception):
-                        await channel.queue_delete(name)
-                if spec.partitions:
-                    exchanges.insert(0, self.names.hash_exchange(spec.service))
-            for exchange in exchanges:
-                with contextlib.suppress(Exception):
-                    await channel.exchange_delete(exchange)
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+        await topology.delete(self, services)
 
     # ------------------------------------------------------------------ publishing
 
@@ -805,19 +609,6 @@ class Consumer:
             await message.nack(requeue=True)
             return
         await message.ack()
-
-
-def _work_arguments(spec: QueueSpec, names: Names) -> dict[str, Any]:
-    """A work queue's arguments (a partition's too: its dead letters go to ``P.S.dead``)."""
-    arguments: dict[str, Any] = {
-        "x-queue-type": "quorum",
-        "x-delivery-limit": spec.delivery_limit,
-        "x-dead-letter-exchange": names.dlx,
-        "x-dead-letter-routing-key": spec.service,
-    }
-    if spec.single_active_consumer:
-        arguments["x-single-active-consumer"] = True
-    return arguments
 
 
 def _choose_tier(tiers: list[int], attempt: int, delay: float | None) -> int:
