@@ -50,7 +50,7 @@ class RatingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
+    enabled: bool = True  # a profile turns it off with rating: {enabled: false}
     # An answer later than this after the close is not counted; the transcript mail waits for
     # the answer at most this long. None: HANDOFF_RATING_TIMEOUT_SECONDS.
     timeout_seconds: float | None = Field(default=None, gt=0)

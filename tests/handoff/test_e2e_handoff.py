@@ -38,9 +38,18 @@ class Phone:
         self.system, self.number, self.name = system, number, name
 
     async def write(self, text: str, **extra: Any) -> None:
+        await self._inbound(text=text, **extra)
+
+    async def taps(self, message: dict[str, Any], title: str) -> None:
+        """The phone taps the reply button ``title`` of ``message`` (Meta's ``button_reply``)."""
+        buttons = message["body"]["interactive"]["action"]["buttons"]
+        [reply] = [b["reply"] for b in buttons if b["reply"]["title"] == title]
+        await self._inbound(button_reply=reply, context_id=message["wamid"])
+
+    async def _inbound(self, **fields: Any) -> None:
         answer = await self.system.post_json(
             f"{self.system.url('sandbox')}/_sandbox/inbound",
-            {"from": self.number, "name": self.name, "text": text, **extra},
+            {"from": self.number, "name": self.name, **fields},
         )
         assert answer["gateway_status"] == 200
 
@@ -122,6 +131,13 @@ async def test_runbook_through_the_sandbox(system: System) -> None:
     seen_by_customer = len(await customer.inbox())
     await agent.write("/fin")
     await customer.receives("terminó", after=seen_by_customer)
+    # The customer's one-tap rating, then back with the bot: writing again gets the menu.
+    rating = await customer.receives("¿Cómo te atendimos?", after=seen_by_customer)
+    assert rating["type"] == "interactive"
+    await customer.taps(rating, "😀 Muy bien")
+    await customer.receives("¡Gracias por contarnos!", after=seen_by_customer)
+    seen_by_customer = len(await customer.inbox())
+    await customer.write("Hola")
     menu = await customer.receives("asistente virtual", after=seen_by_customer)
     assert menu["type"] == "interactive"
     titles = [b["reply"]["title"] for b in menu["body"]["interactive"]["action"]["buttons"]]
@@ -130,6 +146,7 @@ async def test_runbook_through_the_sandbox(system: System) -> None:
     assert metrics['handoff_ended_total{reason="agent"}'] == 1.0
     assert metrics['handoff_relays_total{direction="to_agent"}'] == 2.0
     assert metrics['handoff_relays_total{direction="to_customer"}'] == 1.0
+    assert metrics['handoff_csat_total{profile="default",score="3"}'] == 1.0
 
 
 async def media_bytes(system: System, media_id: str) -> bytes:
