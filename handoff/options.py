@@ -17,7 +17,7 @@ Example (YAML)::
         agent_reply_timeout_seconds: 300       # the customer waits for an answer this long
         canned_replies:                        # /r <name>; {name}: the customer's name
           saludo: "Hola {name}, gracias por escribirnos. ¿En qué te ayudo?"
-        rating: {enabled: true, timeout_seconds: 3600}
+        rating: {enabled: true, timeout_seconds: 3600}   # on by default; enabled: false: off
 """
 
 from __future__ import annotations
