@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from shared.settings import SANDBOX_DEFAULTS
 from tests.helpers import wait_for
@@ -86,7 +89,40 @@ class Phone:
         return found
 
 
-async def test_runbook_through_the_sandbox(system: System) -> None:
+MAILBOX = "casos@example.com"  # the profile's people: the transcript mail goes here
+
+
+@pytest.fixture
+async def mailing_system(
+    rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
+) -> AsyncIterator[System]:
+    """The system on the default profile with ``notification_emails``: transcripts are mailed."""
+    profiles = tmp_path / "profiles.yaml"
+    profile = {"id": "default", "name": "Mensajero Demo", "notification_emails": [MAILBOX]}
+    profiles.write_text(yaml.safe_dump({"profiles": [profile]}), "utf-8")
+    system = System(unique, rabbitmq_url, database_url, tmp_path)
+    system.extra_env["COMPANY_PROFILES_FILE"] = str(profiles)
+    async with system:
+        yield system
+
+
+async def transcript_mail(system: System, code_fragment: str) -> dict[str, Any]:
+    """The transcript mail moto's SES accepted for ``MAILBOX`` (its subject names the case)."""
+
+    async def find() -> dict[str, Any] | None:
+        data = await system.get_json(f"{system.url('ses')}/moto-api/data.json")
+        for mail in data.get("ses", {}).get("Message", []):
+            to = [a for group in mail["destinations"].values() for a in group]
+            if MAILBOX in to and code_fragment in mail["subject"]:
+                return dict(mail)
+        return None
+
+    found: dict[str, Any] = await wait_for(find, timeout=30, message="the transcript mail")
+    return found
+
+
+async def test_runbook_through_the_sandbox(mailing_system: System) -> None:
+    system = mailing_system
     customer = Phone(system, CUSTOMER, "Juan Pérez")
     agent = Phone(system, AGENT, "Ana")
 
@@ -147,6 +183,8 @@ async def test_runbook_through_the_sandbox(system: System) -> None:
     assert metrics['handoff_relays_total{direction="to_agent"}'] == 2.0
     assert metrics['handoff_relays_total{direction="to_customer"}'] == 1.0
     assert metrics['handoff_csat_total{profile="default",score="3"}'] == 1.0
+    mail = await transcript_mail(system, "Conversación del caso")
+    assert "Calificación del cliente" in mail["body"] and "😀 Muy bien (3 de 3)" in mail["body"]
 
 
 async def media_bytes(system: System, media_id: str) -> bytes:

@@ -124,8 +124,8 @@ async def test_an_identity_change_mid_case_keeps_the_case(
 
         await bus.publish(inbound(AGENT, "/fin", name="Agente"))
         await probe.wait_text(NEW_PHONE, "¿Cómo te atendimos?")  # the rating, at the new number
-        tap = inbound(NEW_PHONE, "😐 Regular", user_id=NEW_BSUID, reply_id=f"{RATING_PREFIX}{code}:2")
-        await bus.publish(tap)
+        tap = f"{RATING_PREFIX}{code}:2"
+        await bus.publish(inbound(NEW_PHONE, "😐 Regular", user_id=NEW_BSUID, reply_id=tap))
         [closed] = await wait_for(lambda: probe.of(HandoffClosed))
     assert closed.rating == 2
     assert len(probe.of(HandoffRequested)) == 1
