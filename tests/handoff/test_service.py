@@ -239,11 +239,14 @@ async def test_customer_can_end_and_agent_is_told() -> None:
 
 async def test_bot_command_returns_the_customer_to_the_bot() -> None:
     world = World()
-    await world.active_case()
+    code = await world.active_case()
     events = await world.says(AGENT, "/bot", name="Agente")
     texts = world.sends(CUSTOMER, events)
     assert "asistente virtual" in body(texts[0])
-    assert isinstance(texts[1].content, ButtonsContent)
+    assert f"{RATING_PREFIX}{code}:3" in str(texts[1].content)  # the rating first
+    again = await world.says(CUSTOMER, "hola")  # back with the bot: the menu
+    [menu] = world.sends(CUSTOMER, again)
+    assert isinstance(menu.content, ButtonsContent) and RATING_PREFIX not in str(menu.content)
 
 
 async def test_idle_timer_closes_only_after_real_inactivity() -> None:
