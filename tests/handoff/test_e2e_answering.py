@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.handoff.test_e2e_handoff import AGENT, CUSTOMER, Phone, text_of
+from tests.handoff.test_e2e_handoff import AGENT, CUSTOMER
 from tests.system.harness import System
+from tests.system.phones import Phone, text_of
 
 pytestmark = pytest.mark.integration
 
