@@ -140,7 +140,11 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System, uni
 
     # A colleague answers from the WhatsApp Business app: the agent of the case is told.
     seen = len(await agent.inbox())
-    await emit(system, "smb_message_echoes", customer=HIDDEN, text="Ana, ya te mandamos el código")
+    echo = await emit(
+        system, "smb_message_echoes", customer=HIDDEN, text="Ana, ya te mandamos el código"
+    )
+    [change] = echo["payload"]["entry"][0]["changes"]
+    quiet_until = int(change["value"]["message_echoes"][0]["timestamp"]) + QUIET_SECONDS
     told = text_of(await agent.receives("desde la app de WhatsApp Business", after=seen))
     assert "@ana.compras" in told and "ya te mandamos el código" in told, told
 
@@ -154,6 +158,12 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System, uni
     rating = await customer.receives("¿Cómo te atendimos?", after=seen)
     await customer.taps(rating, "😐 Regular")
     await customer.receives("¡Gracias por contarnos!", after=seen)
+    # The app's echo quieted the bot for her: once that is over, writing again gets the menu.
+    await wait_for(
+        lambda: time.time() > quiet_until + 0.1,
+        timeout=QUIET_SECONDS + 1,
+        message="the end of the quiet period",
+    )
     seen = len(await customer.inbox())
     await customer.write("Hola de nuevo")
     back = await customer.receives(MENU, after=seen)
