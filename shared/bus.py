@@ -49,6 +49,7 @@ from aiormq import spec
 from pydantic import ValidationError
 
 from shared.events import Event, UnknownEventType, parse_event
+from shared.publishing import PublishBatcher
 
 log = logging.getLogger("mensajero.bus")
 
@@ -147,6 +148,7 @@ class Bus:
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
         self._publishing = _Turns()
+        self._batcher = PublishBatcher()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -381,30 +383,28 @@ class Bus:
         )
         exchange_name = "" if exchange == "" else self.names.exchange
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline - time.monotonic() <= 0:
                 raise BusUnavailable(f"publish of {event_type} not confirmed before the deadline")
             try:
-                channel = await self._publishing_channel()
-                # aiormq directly, not aio-pika's Exchange.publish: that one holds the channel's
-                # lock until the writer task has put the frame on the socket, one publish per
-                # event-loop turn, so a 1,000-event webhook took 1,000 turns and concurrent
-                # webhooks queued behind each other. wait=False lets publishes queue at once;
-                # the broker's confirm is still awaited.
-                await channel.basic_publish(
+                # aiormq's Channel directly, through the batcher: the publishes of one loop turn
+                # go to the socket as one write (shared.publishing); the confirm is awaited here.
+                confirmation = self._batcher.publish(
+                    await self._publishing_channel(),
                     body,
                     exchange=exchange_name,
                     routing_key=routing_key,
                     properties=properties,
-                    mandatory=True,
-                    timeout=remaining,
-                    wait=False,
                 )
+                await _confirmed(confirmation, deadline)
                 return
             except PublishError as error:
                 raise BusError(f"{event_type} was returned unroutable ({routing_key})") from error
             except DeliveryError as error:
                 raise BusError(f"{event_type} was nacked by the broker") from error
+            except _Expired:
+                raise BusUnavailable(
+                    f"publish of {event_type} not confirmed before the deadline"
+                ) from None
             except Exception as error:  # retried when transient
                 if not _is_transient(error):
                     raise
@@ -412,8 +412,12 @@ class Bus:
                 await self._wait_reconnected(deadline)
 
     async def _publishing_channel(self) -> aiormq.Channel:
-        if self._channel is None or self._channel.is_closed:
+        if self._channel is None or self._channel.is_closed or self._connection is None:
             raise ChannelInvalidStateError("publishing channel is not open")
+        # A robust channel's get_underlay_channel() waits for a reconnect without a deadline;
+        # the caller waits for it instead, within its own (_wait_reconnected).
+        if not self._connection.connected.is_set():
+            raise ChannelInvalidStateError("connection is being restored")
         # aio-pika's channels wrap aiormq's Channel; its abstract type lacks ``wait``.
         return cast(aiormq.Channel, await self._channel.get_underlay_channel())
 
@@ -492,6 +496,37 @@ class _Turns:
                 turn.set_result(None)  # the next publish of this id goes now
                 return
         del self._waiting[key]
+
+
+class _Expired(Exception):
+    """A publish's deadline passed before the broker answered it."""
+
+
+async def _confirmed(confirmation: asyncio.Future[Any], deadline: float) -> None:
+    """Wait for the broker's answer until ``deadline`` (monotonic): one timer, not a Timeout
+    context per publish. Past it, the confirmation is cancelled (aiormq ignores a late ack)."""
+    if confirmation.done():
+        confirmation.result()
+        return
+    loop = asyncio.get_running_loop()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if not confirmation.done():
+            expired = True
+            confirmation.cancel()
+
+    timer = loop.call_at(_loop_time(deadline), expire)
+    try:
+        await confirmation
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if expired and (task is None or task.cancelling() == 0):
+            raise _Expired from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def _loop_time(monotonic_deadline: float) -> float:

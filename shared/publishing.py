@@ -1,0 +1,157 @@
+"""Confirmed publishes written together: one socket write per event-loop turn, not per message.
+
+aiormq's ``basic_publish`` puts each message on the connection's write queue on its own, and its
+writer task hands each to the socket as it comes: one ``send`` system call per event, the
+largest cost of a confirmed publish after the broker's (on loopback, a send also does the
+receiving side's TCP work). :class:`PublishBatcher` collects every publish asked for during one
+turn of the event loop (one webhook's events, and those of the other webhooks that arrived in
+the same turn), numbers them with the channel's delivery tags, marshals their frames and puts
+them on the write queue as one frame, which the writer writes at once. Each publish still has
+its own confirmation future, exactly as aiormq registers it (``confirmations`` by delivery tag,
+``message_id_delivery_tag`` for a return), so the broker's acks, nacks and returns resolve it as
+before, and a channel that closes rejects it.
+
+Every publish on a channel given to a batcher must go through it: delivery tags are numbered
+here, without aiormq's channel lock (the numbering and the put happen in one synchronous step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import aiormq
+import pamqp.frame
+from aiormq.abc import ChannelFrame
+from aiormq.exceptions import ChannelInvalidStateError
+from pamqp import commands as spec
+from pamqp.header import ContentHeader
+
+_BODY_FRAME = 3
+_FRAME_END = b"\xce"
+DRAIN_CHECK_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    channel: aiormq.Channel
+    exchange: str
+    routing_key: str
+    properties: spec.Basic.Properties
+    body: bytes
+    confirmation: asyncio.Future[Any]
+
+
+class PublishBatcher:
+    """Mandatory publishes on aiormq channels, marshalled and queued together once per turn."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Pending] = []
+        self._scheduled = False
+        # Frames the write queue (bounded) had no room for, put in order by one task.
+        self._backlog: collections.deque[tuple[aiormq.Channel, ChannelFrame]] = collections.deque()
+        self._draining: asyncio.Task[None] | None = None
+        self._publish_frames: dict[tuple[int, str, str], bytes] = {}
+
+    def publish(
+        self,
+        channel: aiormq.Channel,
+        body: bytes,
+        *,
+        exchange: str,
+        routing_key: str,
+        properties: spec.Basic.Properties,
+    ) -> asyncio.Future[Any]:
+        """The future of the broker's answer: an ack's frame, or PublishError (returned,
+        ``mandatory``), DeliveryError (nacked), or the channel's close reason."""
+        if channel.is_closed:
+            raise ChannelInvalidStateError(f"{channel!r} closed")
+        confirmation: asyncio.Future[Any] = channel.create_future()
+        self._pending.append(
+            _Pending(channel, exchange, routing_key, properties, body, confirmation)
+        )
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return confirmation
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        # Normally one channel; after a reconnect publishes may name the old one too.
+        frames: dict[aiormq.Channel, list[bytes]] = {}
+        for item in pending:
+            if item.confirmation.done():  # its publisher gave up before the write
+                continue
+            channel = item.channel
+            if channel.is_closed:
+                item.confirmation.set_exception(ChannelInvalidStateError(f"{channel!r} closed"))
+                continue
+            frames.setdefault(channel, []).extend(self._register(item))
+        for channel, parts in frames.items():
+            self._put(channel, ChannelFrame(payload=b"".join(parts), should_close=False))
+
+    def _register(self, item: _Pending) -> list[bytes]:
+        """The publish's frames, its delivery tag and return lookup registered as aiormq does."""
+        channel = item.channel
+        channel.delivery_tag += 1
+        tag = channel.delivery_tag
+        message_id = item.properties.message_id
+        channel.confirmations[tag] = item.confirmation
+        if message_id is not None:
+            channel.message_id_delivery_tag[message_id] = tag
+
+            def forget(_: asyncio.Future[Any]) -> None:
+                if channel.message_id_delivery_tag.get(message_id) == tag:
+                    del channel.message_id_delivery_tag[message_id]
+
+            item.confirmation.add_done_callback(forget)
+        number = channel.number
+        body = item.body
+        parts = [
+            self._publish_frame(number, item.exchange, item.routing_key),
+            pamqp.frame.marshal(ContentHeader(0, len(body), item.properties), number),
+        ]
+        size = channel.max_content_size
+        for start in range(0, len(body), size):
+            chunk = body[start : start + size]
+            parts += (struct.pack(">BHI", _BODY_FRAME, number, len(chunk)), chunk, _FRAME_END)
+        return parts
+
+    def _publish_frame(self, number: int, exchange: str, routing_key: str) -> bytes:
+        key = (number, exchange, routing_key)
+        frame = self._publish_frames.get(key)
+        if frame is None:
+            if len(self._publish_frames) > 1024:  # routing keys are event types: a few
+                self._publish_frames.clear()
+            method = spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True)
+            frame = self._publish_frames[key] = pamqp.frame.marshal(method, number)
+        return frame
+
+    def _put(self, channel: aiormq.Channel, frame: ChannelFrame) -> None:
+        if not self._backlog:
+            try:
+                channel.write_queue.put_nowait(frame)
+                return
+            except asyncio.QueueFull:
+                pass
+        # Behind what is waiting already: delivery tags must reach the broker in their order.
+        self._backlog.append((channel, frame))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._backlog:
+            channel, frame = self._backlog[0]
+            # A channel that closed meanwhile has rejected these publishes' confirmations; its
+            # connection's queue may never have room again.
+            while not channel.is_closed:
+                try:
+                    await asyncio.wait_for(channel.write_queue.put(frame), DRAIN_CHECK_SECONDS)
+                    break
+                except TimeoutError:
+                    continue
+            self._backlog.popleft()
