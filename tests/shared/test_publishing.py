@@ -18,7 +18,9 @@ from shared.events import ErrorReported
 from shared.publishing import content_header
 
 short = st.none() | st.text(max_size=90) | st.just("")
-tables = st.none() | st.just({}) | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+tables: st.SearchStrategy[dict[str, int] | None] = (
+    st.none() | st.just({}) | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
+)
 
 
 @given(
@@ -56,7 +58,7 @@ async def test_a_turns_publishes_are_one_write_each_answered_on_its_own(bus: Bus
         puts.append(frame)
         put_nowait(frame)
 
-    queue.put_nowait = counted  # type: ignore[method-assign]
+    queue.put_nowait = counted  # type: ignore[method-assign,assignment]
     try:
         routed = [ErrorReported(service="t", error_type="k", message=str(n)) for n in range(150)]
         results = await asyncio.gather(
