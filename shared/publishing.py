@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiormq
+import pamqp.encode
 import pamqp.frame
 from aiormq.abc import ChannelFrame
 from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands as spec
-from pamqp.header import ContentHeader
 
 _BODY_FRAME = 3
 _FRAME_END = b"\xce"
@@ -36,56 +36,41 @@ DRAIN_CHECK_SECONDS = 1.0
 
 
 _HEADER_FRAME = 2
-_SHORTSTR, _OCTET, _TABLE = "shortstr", "octet", "table"
-# Basic's properties in their wire order, with their flag bits (AMQP 0-9-1, 4.2.6.1);
-# timestamp (None) is left to pamqp.
-_PROPERTIES = (
-    ("content_type", 0x8000, _SHORTSTR),
-    ("content_encoding", 0x4000, _SHORTSTR),
-    ("headers", 0x2000, _TABLE),
-    ("delivery_mode", 0x1000, _OCTET),
-    ("priority", 0x0800, _OCTET),
-    ("correlation_id", 0x0400, _SHORTSTR),
-    ("reply_to", 0x0200, _SHORTSTR),
-    ("expiration", 0x0100, _SHORTSTR),
-    ("message_id", 0x0080, _SHORTSTR),
-    ("timestamp", 0x0040, None),
-    ("message_type", 0x0020, _SHORTSTR),
-    ("user_id", 0x0010, _SHORTSTR),
-    ("app_id", 0x0008, _SHORTSTR),
-    ("cluster_id", 0x0004, _SHORTSTR),
-)
+_PERSISTENT_JSON = b"\x10application/json"  # content_type, as a shortstr
+_PERSISTENT = b"\x02"  # delivery_mode
+_NO_HEADERS = b"\x00\x00\x00\x00"  # an empty table
+# Property flags (AMQP 0-9-1, 4.2.6.1), in wire order.
+_CONTENT_TYPE, _HEADERS, _DELIVERY_MODE = 0x8000, 0x2000, 0x1000
+_CORRELATION_ID, _MESSAGE_ID, _TYPE = 0x0400, 0x0080, 0x0020
 
 
-def content_header(number: int, body_size: int, properties: spec.Basic.Properties) -> bytes:
-    """The content header frame, as pamqp marshals it (tests/shared/test_publishing.py), written
-    directly for what the bus sends (strings and octets, no header table); anything else is
-    left to pamqp, whose generic encoder cost more than the rest of a publish's framing."""
-    flags = 0
-    parts: list[bytes] = []
-    for name, bit, kind in _PROPERTIES:
-        value = getattr(properties, name)
-        if value is None or value == "":  # pamqp's rule for an unset property
-            continue
-        if kind is _SHORTSTR and type(value) is str:
-            raw = value.encode()
-            if len(raw) > 255:
-                break
-            parts += (bytes((len(raw),)), raw)
-        elif kind is _OCTET and type(value) is int and 0 <= value <= 255:
-            parts.append(bytes((value,)))
-        elif kind is _TABLE and not value:
-            parts.append(b"\0\0\0\0")
-        else:
-            break
-        flags |= bit
-    else:
-        payload = b"".join(parts)
-        head = struct.pack(
-            ">BHIHHQH", _HEADER_FRAME, number, 14 + len(payload), 60, 0, body_size, flags
-        )
-        return head + payload + _FRAME_END
-    return pamqp.frame.marshal(ContentHeader(0, body_size, properties), number)
+def _shortstr(value: str) -> bytes:
+    raw = value.encode()
+    if len(raw) > 255:
+        raise ValueError(f"AMQP short string over 255 bytes: {value[:40]!r}...")
+    return bytes((len(raw),)) + raw
+
+
+def message_properties(
+    message_id: str, message_type: str, correlation_id: str | None, headers: dict[str, Any]
+) -> bytes:
+    """The Basic properties of a persistent JSON message, encoded (flags, then values) as pamqp
+    encodes them (tests/shared/test_publishing.py): pamqp's generic encoder cost more than the
+    rest of a publish's framing. An empty string is left out, as pamqp leaves it."""
+    flags = _CONTENT_TYPE | _HEADERS | _DELIVERY_MODE
+    parts = [b"", _PERSISTENT_JSON, pamqp.encode.field_table(headers) if headers else _NO_HEADERS]
+    parts.append(_PERSISTENT)
+    if correlation_id:
+        flags |= _CORRELATION_ID
+        parts.append(_shortstr(correlation_id))
+    if message_id:
+        flags |= _MESSAGE_ID
+        parts.append(_shortstr(message_id))
+    if message_type:
+        flags |= _TYPE
+        parts.append(_shortstr(message_type))
+    parts[0] = struct.pack(">H", flags)
+    return b"".join(parts)
 
 
 @dataclass(slots=True)
@@ -93,7 +78,8 @@ class _Pending:
     channel: aiormq.Channel
     exchange: str
     routing_key: str
-    properties: spec.Basic.Properties
+    message_id: str
+    properties: bytes
     body: bytes
     confirmation: asyncio.Future[Any]
 
@@ -116,15 +102,19 @@ class PublishBatcher:
         *,
         exchange: str,
         routing_key: str,
-        properties: spec.Basic.Properties,
+        message_id: str,
+        properties: bytes,
     ) -> asyncio.Future[Any]:
         """The future of the broker's answer: an ack's frame, or PublishError (returned,
-        ``mandatory``), DeliveryError (nacked), or the channel's close reason."""
+        ``mandatory``), DeliveryError (nacked), or the channel's close reason.
+
+        ``properties``: encoded (:func:`message_properties`), their ``message_id`` given too
+        (a return names its publish by it)."""
         if channel.is_closed:
             raise ChannelInvalidStateError(f"{channel!r} closed")
         confirmation: asyncio.Future[Any] = channel.create_future()
         self._pending.append(
-            _Pending(channel, exchange, routing_key, properties, body, confirmation)
+            _Pending(channel, exchange, routing_key, message_id, properties, body, confirmation)
         )
         if not self._scheduled:
             self._scheduled = True
@@ -152,9 +142,9 @@ class PublishBatcher:
         channel = item.channel
         channel.delivery_tag += 1
         tag = channel.delivery_tag
-        message_id = item.properties.message_id
+        message_id = item.message_id
         channel.confirmations[tag] = item.confirmation
-        if message_id is not None:
+        if message_id:
             channel.message_id_delivery_tag[message_id] = tag
 
             def forget(_: asyncio.Future[Any]) -> None:
@@ -166,7 +156,11 @@ class PublishBatcher:
         body = item.body
         parts = [
             self._publish_frame(number, item.exchange, item.routing_key),
-            content_header(number, len(body), item.properties),
+            struct.pack(
+                ">BHIHHQ", _HEADER_FRAME, number, 12 + len(item.properties), 60, 0, len(body)
+            ),
+            item.properties,
+            _FRAME_END,
         ]
         size = channel.max_content_size
         for start in range(0, len(body), size):

@@ -6,44 +6,43 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pamqp.frame
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pamqp import commands as spec
-from pamqp.header import ContentHeader
 
 from shared.bus import Bus, BusError, QueueSpec
 from shared.events import ErrorReported
-from shared.publishing import content_header
+from shared.publishing import message_properties
 
-short = st.none() | st.text(max_size=90) | st.just("")
-tables: st.SearchStrategy[dict[str, int] | None] = (
-    st.none() | st.just({}) | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)
-)
+ids = st.text(max_size=90)
 
 
 @given(
-    content_type=short,
-    correlation_id=short,
-    message_id=short,
-    message_type=short,
-    app_id=short,
-    delivery_mode=st.none() | st.integers(1, 2),
-    priority=st.none() | st.integers(0, 9),
-    headers=st.none()
-    | st.just({})
-    | st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
-    number=st.integers(1, 2047),
-    size=st.integers(0, 2**40),
+    message_id=ids,
+    message_type=ids,
+    correlation_id=st.none() | ids,
+    headers=st.dictionaries(
+        st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | ids, max_size=2
+    ),
 )
-def test_content_header_is_written_as_pamqp_writes_it(
-    number: int, size: int, **properties: Any
+def test_properties_are_written_as_pamqp_writes_them(
+    message_id: str, message_type: str, correlation_id: str | None, headers: dict[str, Any]
 ) -> None:
-    values = spec.Basic.Properties(**properties)
-    assert content_header(number, size, values) == pamqp.frame.marshal(
-        ContentHeader(0, size, values), number
-    )
+    expected = spec.Basic.Properties(
+        delivery_mode=2,
+        content_type="application/json",
+        message_id=message_id,
+        message_type=message_type,
+        correlation_id=correlation_id,
+        headers=headers,
+    ).marshal()
+    assert message_properties(message_id, message_type, correlation_id, headers) == expected
+
+
+def test_a_short_string_past_amqps_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="255"):
+        message_properties("é" * 128, "t", None, {})
 
 
 @pytest.mark.integration
