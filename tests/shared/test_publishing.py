@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pamqp import commands as spec
 
-from shared.bus import Bus, BusError, QueueSpec
+from shared.bus import Bus, BusError, QueueSpec, RawPublish
 from shared.events import ErrorReported
 from shared.publishing import message_properties
 
@@ -84,3 +84,19 @@ async def test_a_turns_publishes_are_one_write_each_answered_on_its_own(bus: Bus
         assert declared.declaration_result.message_count == 150
     finally:
         await inspect.close()
+
+
+@pytest.mark.integration
+async def test_many_publishes_of_one_id_at_once_each_get_their_own_answer(bus: Bus) -> None:
+    # One id several times in one call and in another in flight (Meta repeating a webhook):
+    # returns are matched by message id, so each waits its turn and gets its own answer.
+    await bus.declare_service_queue(QueueSpec(service="svc", routing_keys=["error.#"]))
+    routed = RawPublish("error.x", b"{}", "error.x", "same-id")
+    unbound = RawPublish("nothing.bound", b"{}", "nothing.bound", "same-id")
+    first, second = await asyncio.gather(
+        bus.publish_raw_many([routed, unbound, routed, unbound]),
+        bus.publish_raw_many([unbound, routed]),
+    )
+    kinds = [None if r is None else "unroutable" in str(r) for r in [*first, *second]]
+    assert kinds == [None, True, None, True, True, None]
+    assert "same-id" not in bus._publishing
