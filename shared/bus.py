@@ -379,22 +379,28 @@ class Bus:
             channel: aiormq.Channel | None = await self._publishing_channel()
         except ChannelInvalidStateError:
             channel = None
-        for index, item in enumerate(items):
-            if channel is None or item.event_id in self._publishing:
-                alone.append(index)
-                continue
-            self._publishing.enter(item.event_id)
-            confirmation = self._batcher.publish(
-                channel,
-                item.body,
-                exchange="" if item.exchange == "" else self.names.exchange,
-                routing_key=item.routing_key,
-                message_id=item.event_id,
-                properties=_properties(item.event_id, item.event_type, item.correlation_id,
-                                       item.headers),
-            )  # fmt: skip
-            waiting[confirmation] = index
         try:
+            for index, item in enumerate(items):
+                if channel is None or item.event_id in self._publishing:
+                    alone.append(index)
+                    continue
+                properties = _properties(
+                    item.event_id, item.event_type, item.correlation_id, item.headers
+                )
+                try:
+                    confirmation = self._batcher.publish(
+                        channel,
+                        item.body,
+                        exchange="" if item.exchange == "" else self.names.exchange,
+                        routing_key=item.routing_key,
+                        message_id=item.event_id,
+                        properties=properties,
+                    )
+                except ChannelInvalidStateError:  # closed under aio-pika's channel: retried
+                    alone.append(index)
+                    continue
+                self._publishing.enter(item.event_id)
+                waiting[confirmation] = index
             if waiting:
                 await asyncio.wait(waiting, timeout=max(deadline - time.monotonic(), 0.0))
         finally:  # cancelled too: no turn is kept, no confirmation left waiting
