@@ -130,21 +130,15 @@ async def wait_healthy(url: str, deadline: float) -> bool:
     return False
 
 
-async def run_all(env: dict[str, str]) -> int:
-    problems = await check_dependencies(env)
-    if problems:
-        for line in problems:
-            print(line, file=sys.stderr)
-        return 1
+Processes = dict[str, asyncio.subprocess.Process]
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
 
-    wanted = services(env)
+async def start_all(
+    wanted: list[Service], env: dict[str, str]
+) -> tuple[Processes, list[asyncio.Task[None]]]:
+    """Every service as a child process, its output prefixed with its name."""
     width = max(len(s.name) for s in wanted)
-    processes: dict[str, asyncio.subprocess.Process] = {}
+    processes: Processes = {}
     pipes = []
     for index, service in enumerate(wanted):
         process = await asyncio.create_subprocess_exec(
@@ -159,28 +153,66 @@ async def run_all(env: dict[str, str]) -> int:
         pipes.append(
             asyncio.create_task(pipe(service.name, COLORS[index % 6], process.stdout, width))
         )
+    return processes, pipes
 
+
+def announce(env: dict[str, str]) -> None:
+    ports = {
+        name: env[f"{name.upper()}_PORT"] for name in ("gateway", "sender", "handoff", "notifier")
+    }
+    metrics = "  ".join(f"http://127.0.0.1:{port}/metrics" for port in ports.values())
+    print(
+        "\nMensajero is up (sandbox mode: no Meta or AWS account needed)\n"
+        f"  webhook    http://127.0.0.1:{env['GATEWAY_PORT']}/webhook/whatsapp\n"
+        f"  metrics    {metrics}\n"
+        f"  sandbox    http://127.0.0.1:{env['SANDBOX_PORT']} (Meta's Graph API, the phones)\n"
+        f"  local SES  http://127.0.0.1:{env['SES_PORT']}/moto-api/\n"
+        "  chat       .venv/bin/python -m sandbox chat --as +5491135722871\n"
+        "Ctrl-C stops everything.\n",
+        flush=True,
+    )
+
+
+async def stop_all(
+    wanted: list[Service], processes: Processes, exits: list[asyncio.Task[int]]
+) -> None:
+    """The services before what they depend on (the sandbox and SES last); killed after 15 s."""
+    for service in reversed(wanted):
+        process = processes[service.name]
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.gather(*exits), 15)
+    except TimeoutError:
+        for process in processes.values():
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        await asyncio.gather(*exits)
+
+
+async def run_all(env: dict[str, str]) -> int:
+    problems = await check_dependencies(env)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        return 1
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    wanted = services(env)
+    processes, pipes = await start_all(wanted, env)
     exits = {name: asyncio.create_task(p.wait()) for name, p in processes.items()}
     deadline = time.monotonic() + 60
     health = await asyncio.gather(
         *(wait_healthy(s.health_url, deadline) for s in wanted if s.health_url)
     )
     if all(health):
-        ports = {
-            name: env[f"{name.upper()}_PORT"]
-            for name in ("gateway", "sender", "handoff", "notifier")
-        }
-        metrics = "  ".join(f"http://127.0.0.1:{port}/metrics" for port in ports.values())
-        print(
-            "\nMensajero is up (sandbox mode: no Meta or AWS account needed)\n"
-            f"  webhook    http://127.0.0.1:{env['GATEWAY_PORT']}/webhook/whatsapp\n"
-            f"  metrics    {metrics}\n"
-            f"  sandbox    http://127.0.0.1:{env['SANDBOX_PORT']} (Meta's Graph API, the phones)\n"
-            f"  local SES  http://127.0.0.1:{env['SES_PORT']}/moto-api/\n"
-            "  chat       .venv/bin/python -m sandbox chat --as +5491135722871\n"
-            "Ctrl-C stops everything.\n",
-            flush=True,
-        )
+        announce(env)
     else:
         print("some services did not become healthy; see their logs above", file=sys.stderr)
 
@@ -197,20 +229,7 @@ async def run_all(env: dict[str, str]) -> int:
                     f"{name} exited with code {task.result()}; stopping the rest", file=sys.stderr
                 )
                 code = 1
-    # Stop the services before what they depend on (the sandbox and SES last).
-    for service in reversed(wanted):
-        process = processes[service.name]
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(asyncio.gather(*exits.values()), 15)
-    except TimeoutError:
-        for process in processes.values():
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-        await asyncio.gather(*exits.values())
+    await stop_all(wanted, processes, list(exits.values()))
     await asyncio.gather(*pipes, return_exceptions=True)
     stopper.cancel()
     print("all stopped", flush=True)

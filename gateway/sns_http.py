@@ -8,6 +8,7 @@ from typing import Protocol
 import aiohttp
 
 from gateway.sns import MAX_CERT_BYTES, SnsRejected, SnsUnavailable
+from shared.logs import describe
 
 
 class Fetcher(Protocol):
@@ -45,4 +46,4 @@ class HttpFetcher:
                     raise SnsRejected(f"{url} answered HTTP {response.status}")
                 return await response.content.read(MAX_CERT_BYTES + 1)
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise SnsUnavailable(f"cannot fetch {url}: {error or type(error).__name__}") from error
+            raise SnsUnavailable(f"cannot fetch {url}: {describe(error)}") from error

@@ -1,18 +1,28 @@
 """Agents' messages and commands: an agent writes from WhatsApp to a case (quoting, ``#code``,
-or their current case), or commands (``/lista``, ``/tomar``, ``/fin``, ``/bot``, ``/ayuda``)."""
+or their current case), or commands (``/lista``, ``/tomar``, ``/fin``, ``/bot``, ``/ayuda``;
+``/pasar``, ``/pausa``, ``/vuelvo`` and ``/r`` live in their own modules, see MORE_COMMANDS).
+
+Answering is enough: a message for no case in particular claims the one case waiting; with
+several it could be for, it is kept while the agent taps its case in a list (``drafts``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from handoff import availability, canned, drafts, transfers
 from handoff.cases import Farewell, claim_case, close_case
 from handoff.content import TEXT_LIMIT, agent_content, sent_at
 from handoff.delivery import tell
 from handoff.identities import handle
 from handoff.outcome import Turn
 from handoff.relays import relay_to_customer
+from handoff.reply_timeout import take_offered
 from handoff.repository import Agent, Case
 from handoff.router import (
+    CHOICE_PAYLOAD_PREFIX,
     CLAIM_PAYLOAD_PREFIX,
     Addressed,
+    Chosen,
     Command,
     Plain,
     UnknownCommand,
@@ -24,6 +34,15 @@ from shared.profiles import CompanyProfile
 
 # What an agent's message may carry that is not relayed content.
 NOT_CONTENT = ("text", "interactive", "button")
+
+CommandUse = Callable[[Turn, CompanyProfile, Agent, Command], Awaitable[None]]
+# Commands handled by their own modules: (turn, profile, agent, command); the caller saves agent.
+MORE_COMMANDS: dict[str, CommandUse] = {
+    "pasar": transfers.on_transfer,
+    "pausa": availability.pause,
+    "vuelvo": availability.resume,
+    "r": canned.on_canned,
+}
 
 
 class QuoteNotKnownYet(Exception):
@@ -40,8 +59,8 @@ async def on_agent_message(turn: Turn, phone: str, msg: InboundMessage) -> None:
     turn.out.events.extend(await repo.take_held(phone))
     payload = msg.reply.id if msg.reply is not None else None
     text = None if msg.reaction is not None else msg.text
-    if payload and payload.startswith(CLAIM_PAYLOAD_PREFIX):
-        text = None  # the alert's button: its title is not a message
+    if payload and payload.startswith((CLAIM_PAYLOAD_PREFIX, CHOICE_PAYLOAD_PREFIX)):
+        text = None  # the alert's button or a list's row: its title is not a message
     profile = turn.config.profiles.for_number(msg.phone_number_id)
     match parse_agent_input(text, payload):
         case Command() as command:
@@ -60,12 +79,59 @@ async def on_agent_message(turn: Turn, phone: str, msg: InboundMessage) -> None:
         case Plain(text=plain):
             target = await _case_of(turn, agent, msg)
             if target is None:
-                cases = await _listing(turn, profile, agent, await repo.open_cases())
-                reply = say(profile, "handoff.agent.which_case", cases=cases)
-                tell(turn.out, phone, reply, "which-case")
+                await _unaddressed(turn, profile, agent, msg, plain)
             else:
                 await _to_case(turn, agent, target, msg, plain)
+        case Chosen(code=code):
+            await _chosen(turn, profile, agent, code)
     await repo.save_agent(agent)
+
+
+async def _unaddressed(
+    turn: Turn, profile: CompanyProfile, agent: Agent, msg: InboundMessage, text: str
+) -> None:
+    """A message for none of the agent's cases: the one case waiting takes it (the first agent
+    to claim it wins); with several it could be for, it is kept while the agent chooses, and so
+    is every later one until they do."""
+    repo = turn.repo
+    content = None if msg.reaction is not None else agent_content(msg, text)
+    cases = await drafts.choices(turn, agent)
+    kept = await repo.drafts_of(agent.phone) if content is not None else []
+    if content is not None and not kept and len(cases) == 1 and cases[0].state == "queued":
+        if await _to_case(turn, agent, cases[0], msg, text) is not None:
+            return
+        cases = await drafts.choices(turn, agent)  # someone was first (and the agent told)
+    if content is not None and cases:
+        await drafts.keep(turn, profile, agent, msg, text, cases)
+        return
+    listing = await _listing(turn, profile, agent, await repo.open_cases())
+    reply = say(profile, "handoff.agent.which_case", cases=listing)
+    tell(turn.out, agent.phone, reply, "which-case")
+
+
+async def _chosen(turn: Turn, profile: CompanyProfile, agent: Agent, code: str) -> None:
+    """The agent tapped a case in the list: what they kept goes to it, in order (claiming it if
+    it waits). Taken by someone else meanwhile: they are told and asked again."""
+    repo = turn.repo
+    case = await repo.get_case(code)
+    if case is None:
+        tell(turn.out, agent.phone, say(profile, "handoff.agent.unknown_case", code=code), "uc")
+        return
+    kept = await repo.drafts_of(agent.phone)
+    if not kept:  # sent or expired already: the tap claims the case, as /tomar does
+        await _to_case(turn, agent, case, None, "")
+        return
+    if await _to_case(turn, agent, case, kept[0].message, kept[0].text) is None:
+        cases = await drafts.choices(turn, agent)
+        if cases:
+            await drafts.offer(turn, profile, agent, cases, count=len(kept))
+        return
+    await repo.take_drafts(agent.phone)
+    await repo.cancel_timers(agent.phone)
+    for draft in kept[1:]:
+        current = await repo.get_case(code)
+        assert current is not None
+        await _to_case(turn, agent, current, draft.message, draft.text)
 
 
 async def _case_of(turn: Turn, agent: Agent, msg: InboundMessage) -> Case | None:
@@ -85,12 +151,7 @@ async def _case_of(turn: Turn, agent: Agent, msg: InboundMessage) -> Case | None
                 return quoted_case
         elif record is None and pending:
             raise QuoteNotKnownYet(quoted)
-    if agent.current_case:
-        current = await repo.get_case(agent.current_case)
-        if current is not None and current.state == "active" and current.agent == agent.phone:
-            return current
-    mine = [c for c in await repo.open_cases() if c.state == "active" and c.agent == agent.phone]
-    return mine[0] if len(mine) == 1 else None
+    return await canned.active_case_of(repo, agent)
 
 
 async def _listing(turn: Turn, profile: CompanyProfile, agent: Agent, cases: list[Case]) -> str:
@@ -120,6 +181,8 @@ async def _command(turn: Turn, profile: CompanyProfile, agent: Agent, command: C
         tell(out, phone, say(profile, "handoff.agent.list", cases=cases), "list")
     elif command.name == "tomar":
         await _take(turn, profile, agent, command)
+    elif command.name in MORE_COMMANDS:
+        await MORE_COMMANDS[command.name](turn, profile, agent, command)
     else:  # fin, bot
         await _end(turn, profile, agent, command)
 
@@ -134,6 +197,8 @@ async def _take(turn: Turn, profile: CompanyProfile, agent: Agent, command: Comm
     if case is None:
         reply = say(profile, "handoff.agent.unknown_case", code=command.code)
         tell(turn.out, agent.phone, reply, "unknown-case")
+        return
+    if await take_offered(turn, agent, case, command.text):  # its customer waited too long
         return
     await _to_case(turn, agent, case, None, command.text)
 
@@ -167,17 +232,18 @@ async def _end(turn: Turn, profile: CompanyProfile, agent: Agent, command: Comma
 
 async def _to_case(
     turn: Turn, agent: Agent, case: Case, msg: InboundMessage | None, text: str
-) -> None:
-    """An agent's message (or claim: ``msg`` None) for one case: claim it if queued, then relay."""
+) -> Case | None:
+    """An agent's message (or claim: ``msg`` None) for one case: claim it if queued, then relay.
+    The case, now the agent's; None when it went nowhere (the agent was told why)."""
     profile = turn.config.profiles.by_id(case.profile_id)
     out, phone = turn.out, agent.phone
     if case.state == "closed":
         tell(out, phone, say(profile, "handoff.agent.case_closed", code=case.code), "case-closed")
-        return
+        return None
     if case.state == "active" and case.agent != phone:
         key = "handoff.agent.taken_by_other" if msg is None else "handoff.agent.case_not_yours"
         tell(out, phone, say(profile, key, code=case.code), "not-yours")
-        return
+        return None
     content: OutboundContent | None
     if msg is None:
         content = TextContent(body=text[:TEXT_LIMIT]) if text else None
@@ -188,17 +254,18 @@ async def _to_case(
         if content is None and msg.message_type not in NOT_CONTENT:
             reply = say(profile, "handoff.agent.not_relayable", kind=msg.message_type)
             tell(out, phone, reply, "not-relayable")
-            return
+            return None
     if case.state == "queued":
         claimed = await claim_case(turn, agent, case, greet=content is None)
         if claimed is None:
-            return
+            return None
         case = claimed
     elif content is None:
         tell(out, phone, say(profile, "handoff.agent.taken_by_you", code=case.code), "yours")
     agent.current_case = case.code
     if content is not None:
         await relay_to_customer(turn, case, content, msg, text)
+    return case
 
 
 async def _reaction(turn: Turn, msg: InboundMessage) -> OutboundContent:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Literal
 
+from handoff.availability import available_agents
+from handoff.closing import EndReason, publish_closed, transcript
 from handoff.delivery import (
     agent_alert,
     send,
@@ -18,27 +20,21 @@ from handoff.delivery import (
 from handoff.identities import handle, identity
 from handoff.options import HandoffOptions, options_for
 from handoff.outcome import Turn
-from handoff.repository import Agent, Case, Conversation, Line
+from handoff.ratings import ask_rating
+from handoff.repository import Agent, Case, Conversation
 from handoff.router import describe_opening, encode_code, is_open, next_opening
 from handoff.texts import say
 from shared.events import (
     HandoffClaimed,
-    HandoffClosed,
     HandoffRequested,
     HandoffUnattended,
     TextContent,
-    TranscriptLine,
 )
 from shared.profiles import CompanyProfile
 from shared.window import window_open
 
-EndReason = Literal["agent", "customer", "timeout", "no_agent", "after_hours", "idle"]
 UnattendedReason = Literal["no_agent", "after_hours", "timeout"]
 Farewell = Literal["agent", "bot"]
-
-
-def transcript(lines: list[Line]) -> list[TranscriptLine]:
-    return [TranscriptLine(at=line.at, author=line.author, text=line.text) for line in lines]
 
 
 # ------------------------------------------------------------------ opening
@@ -76,7 +72,7 @@ async def _queue_or_turn_away(
 ) -> None:
     out = turn.out
     options = options_for(profile)
-    if not turn.config.agents_for(profile):
+    if not await available_agents(turn, profile):  # none configured, or all paused
         to_customer(out, conv, say(profile, "handoff.customer.no_agent"), "no-agent")
         await unattended(turn, profile, case, conv, "no_agent")
         await close_case(turn, case, conv, "no_agent")
@@ -116,7 +112,7 @@ async def _notify_agents(
         profile, "handoff.agent.notification_no_messages"
     )
     load = Counter(c.agent for c in await repo.open_cases() if c.state == "active")
-    agents = turn.config.agents_for(profile)
+    agents = await available_agents(turn, profile)
     free = [a for a in agents if load[a] < options.max_cases_per_agent] or agents
     body = say(
         profile,
@@ -191,7 +187,7 @@ async def claim_case(turn: Turn, agent: Agent, case: Case, *, greet: bool) -> Ca
         )
     )
     out.fact("claimed", "", wait)
-    reply = await _claimed_reply(turn, profile, claimed, conv)
+    reply = await claimed_reply(turn, profile, claimed, conv)
     command = send(out, agent.phone, TextContent(body=reply), "claimed")
     await repo.add_outgoing(send_record(command, claimed.code, "agent"))
     if greet:
@@ -212,9 +208,7 @@ async def _claim_lost(turn: Turn, profile: CompanyProfile, agent: Agent, case: C
     tell(turn.out, agent.phone, reply, "claim-lost")
 
 
-async def _claimed_reply(
-    turn: Turn, profile: CompanyProfile, case: Case, conv: Conversation
-) -> str:
+async def claimed_reply(turn: Turn, profile: CompanyProfile, case: Case, conv: Conversation) -> str:
     """Who the case is, and what the customer wrote while waiting (the request itself was in
     the notification)."""
     reply = say(
@@ -280,7 +274,9 @@ async def close_case(
     else:
         key = _CUSTOMER_FAREWELL[reason]
     to_customer(out, conv, say(profile, key), "closed")
-    send_menu(out, profile, conv)
+    rated = await ask_rating(turn, profile, case, conv, reason)
+    if not rated:
+        send_menu(out, profile, conv)
     if case.agent is not None:
         text = say(profile, _AGENT_FAREWELL[reason], code=case.code)
         if acting is not None and acting.phone == case.agent:
@@ -288,18 +284,8 @@ async def close_case(
         else:
             content = TextContent(body=text)
             await to_agent(turn, case.agent, content, case, conv, label="closed-agent")
-    out.publish(
-        HandoffClosed(
-            event_id=out.next_id("closed"),
-            case_code=case.code,
-            customer=identity(conv),
-            agent_phone=case.agent,
-            end_reason=reason,
-            profile_id=profile.id,
-            transcript=transcript(await repo.case_lines(case.code)),
-            correlation_id=out.source_id,
-        )
-    )
+    if not rated:  # else handoff.closed waits for the rating (handoff.ratings)
+        await publish_closed(turn, profile, case, conv)
 
 
 async def _release_agent(turn: Turn, case: Case, acting: Agent | None) -> None:

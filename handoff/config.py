@@ -29,6 +29,9 @@ class HandoffConfig:
     idle_timeout: float
     bot_mode: str = "menu"  # "menu": the profile's built-in menu; "external": bot.message
     echo_quiet: float = 1800.0  # seconds the bot is quiet after an echo (HANDOFF_ECHO_QUIET_...)
+    draft_ttl: float = 600.0  # seconds an agent's draft waits for its case (HANDOFF_DRAFT_TTL_...)
+    reply_timeout: float = 300.0  # HANDOFF_AGENT_REPLY_TIMEOUT_SECONDS (0: never)
+    rating_timeout: float = 900.0  # HANDOFF_RATING_TIMEOUT_SECONDS
 
     @classmethod
     def from_settings(cls, settings: Settings, profiles: Profiles) -> HandoffConfig:
@@ -50,11 +53,18 @@ class HandoffConfig:
             idle_timeout=settings.HANDOFF_IDLE_TIMEOUT_SECONDS,
             bot_mode=settings.BOT_MODE,
             echo_quiet=settings.HANDOFF_ECHO_QUIET_SECONDS,
+            draft_ttl=settings.HANDOFF_DRAFT_TTL_SECONDS,
+            reply_timeout=settings.HANDOFF_AGENT_REPLY_TIMEOUT_SECONDS,
+            rating_timeout=settings.HANDOFF_RATING_TIMEOUT_SECONDS,
         )
 
     def agents_for(self, profile: CompanyProfile) -> list[str]:
         configured = [p for p in (maybe_e164(a) for a in profile.agents) if p]
         return configured or list(self.agents)
+
+    def serves(self, phone: str, profile: CompanyProfile) -> bool:
+        """``phone`` is one of ``profile``'s agents."""
+        return phone in self.agents_for(profile)
 
     def is_agent(self, phone: str | None) -> bool:
         if phone is None:
@@ -74,3 +84,14 @@ class HandoffConfig:
     def echo_quiet_for(self, options: HandoffOptions) -> timedelta:
         seconds = options.echo_quiet_seconds
         return timedelta(seconds=self.echo_quiet if seconds is None else seconds)
+
+    def reply_timeout_for(self, options: HandoffOptions) -> timedelta | None:
+        """How long a customer waits for the agent's answer before others are offered the
+        case; None: never."""
+        seconds = options.agent_reply_timeout_seconds
+        value = self.reply_timeout if seconds is None else seconds
+        return timedelta(seconds=value) if value > 0 else None
+
+    def rating_timeout_for(self, options: HandoffOptions) -> timedelta:
+        seconds = options.rating.timeout_seconds
+        return timedelta(seconds=self.rating_timeout if seconds is None else seconds)

@@ -13,7 +13,9 @@ from handoff.delivery import readdressed, send_menu, to_customer
 from handoff.identities import conversation_of
 from handoff.options import options_for
 from handoff.outcome import Turn
+from handoff.ratings import on_rating_answer
 from handoff.relays import relay_to_agent
+from handoff.reply_timeout import watch
 from handoff.repository import Conversation, Line
 from handoff.router import menu_choice, wants_end, wants_human
 from handoff.texts import say
@@ -30,6 +32,9 @@ async def on_customer_message(turn: Turn, profile: CompanyProfile, msg: InboundM
         log.warning("a message from nobody (no phone, no BSUID) ignored: %s", msg.wamid)
         return
     repo = turn.repo
+    if await on_rating_answer(turn, conv, msg):
+        await repo.save_conversation(conv)
+        return
     case = await repo.get_case(conv.case_code) if conv.case_code else None
     if conv.state != "bot" and (case is None or case.state == "closed"):
         log.warning("conversation pointed at no open case; back to the bot: %s", conv.customer)
@@ -47,6 +52,7 @@ async def on_customer_message(turn: Turn, profile: CompanyProfile, msg: InboundM
             to_customer(turn.out, conv, text, "already-queued")
     else:
         await relay_to_agent(turn, case, conv, msg)
+        await watch(turn, case)  # the customer waits for the agent's answer
     await repo.save_conversation(conv)
 
 

@@ -53,6 +53,19 @@ class HandoffMetrics:
             ["direction"],
             registry=registry,
         )
+        self.csat = Counter(
+            "handoff_csat_total",
+            "Customers' ratings of a closed case, by profile and score (3 best, 1 worst).",
+            ["profile", "score"],
+            registry=registry,
+        )
+        self.transfers = Counter(
+            "handoff_transfers_total",
+            "Cases moved to another agent, by reason (transfer: /pasar; reply_timeout: a "
+            "colleague took a case whose customer waited too long).",
+            ["reason"],
+            registry=registry,
+        )
         self.timers_fired = Counter(
             "handoff_timers_fired_total", "Timers fired, by kind.", ["kind"], registry=registry
         )
@@ -69,6 +82,10 @@ class HandoffMetrics:
                 self.ended.labels(fact.label).inc()
             elif fact.name == "relay":
                 self.relays.labels(fact.label).inc()
+            elif fact.name == "csat":
+                self.csat.labels(fact.label, str(int(fact.value))).inc()
+            elif fact.name == "transferred":
+                self.transfers.labels(fact.label).inc()
 
     def set_counts(self, counts: dict[str, int]) -> None:
         self.waiting.set(counts.get("queued", 0))

@@ -13,6 +13,11 @@ Example (YAML)::
           sat: ["10:00-13:00"]
         agent_template: {name: handoff_agent_alert, language: es_AR}
         customer_template: {name: reengage_customer, language: es_AR}
+        agent_names: {"+5491100000000": Ana}   # how /pasar and the customer name agents
+        agent_reply_timeout_seconds: 300       # the customer waits for an answer this long
+        canned_replies:                        # /r <name>; {name}: the customer's name
+          saludo: "Hola {name}, gracias por escribirnos. ¿En qué te ayudo?"
+        rating: {enabled: true, timeout_seconds: 3600}
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from shared.phone import maybe_e164
 from shared.profiles import CompanyProfile
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -37,6 +43,17 @@ class TemplateRef(BaseModel):
 class Interval(BaseModel):
     start: time
     end: time
+
+
+class RatingOptions(BaseModel):
+    """The customer's one-tap rating when a case closes (texts: ``handoff.rating.*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    # An answer later than this after the close is not counted; the transcript mail waits for
+    # the answer at most this long. None: HANDOFF_RATING_TIMEOUT_SECONDS.
+    timeout_seconds: float | None = Field(default=None, gt=0)
 
 
 class HandoffOptions(BaseModel):
@@ -62,6 +79,25 @@ class HandoffOptions(BaseModel):
     # What a customer writes (the whole message) to end a conversation with a human.
     end_phrases: list[str] = Field(default_factory=lambda: ["salir", "terminar", "/fin"])
     last_messages: int = 5
+    # The agents' names (by phone): /pasar takes a name, and the customer reads it.
+    agent_names: dict[str, str] = Field(default_factory=dict)
+    # An active case's customer waits this long for the agent's answer: it is offered to the
+    # other agents. None: HANDOFF_AGENT_REPLY_TIMEOUT_SECONDS; 0: never.
+    agent_reply_timeout_seconds: float | None = Field(default=None, ge=0)
+    # /r <name>: the reply, "{name}" filled in with the customer's name.
+    canned_replies: dict[str, str] = Field(default_factory=dict)
+    rating: RatingOptions = Field(default_factory=RatingOptions)
+
+    @field_validator("agent_names")
+    @classmethod
+    def _names(cls, value: dict[str, str]) -> dict[str, str]:
+        named: dict[str, str] = {}
+        for phone, name in value.items():
+            number = maybe_e164(phone)
+            if number is None:
+                raise ValueError(f"{phone!r} is not a phone number")
+            named[number] = name
+        return named
 
     @field_validator("business_hours", mode="before")
     @classmethod

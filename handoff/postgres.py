@@ -17,13 +17,17 @@ from handoff.repository import (
     Case,
     ConcurrentUpdate,
     Conversation,
+    Draft,
     Line,
+    Rating,
+    RatingState,
     SendRecord,
     TimerKind,
+    Transfer,
 )
 from shared import timers
 from shared.db import Connection
-from shared.events import SendMessage
+from shared.events import InboundMessage, SendMessage
 
 # The columns a conversation is written with: its fields but the version (the key first).
 _CONVERSATION_COLUMNS = tuple(
@@ -41,6 +45,11 @@ def _conversation(row: asyncpg.Record) -> Conversation:
 
 def _case(row: asyncpg.Record) -> Case:
     return Case(**{f.name: row[f.name] for f in dataclasses.fields(Case)})
+
+
+def _draft(row: asyncpg.Record) -> Draft:
+    message = InboundMessage.model_validate_json(row["message"])
+    return Draft(row["agent"], message, row["text"], row["created_at"])
 
 
 def _send_record(row: asyncpg.Record) -> SendRecord:
@@ -194,16 +203,18 @@ class PgRepository:
         row = await self.conn.fetchrow("SELECT * FROM agents WHERE phone = $1", phone)
         if row is None:
             return Agent(phone)
-        return Agent(row["phone"], row["last_inbound_at"], row["current_case"])
+        return Agent(row["phone"], row["last_inbound_at"], row["current_case"], row["paused"])
 
     async def save_agent(self, agent: Agent) -> None:
         await self.conn.execute(
-            "INSERT INTO agents (phone, last_inbound_at, current_case) VALUES ($1, $2, $3)"
+            "INSERT INTO agents (phone, last_inbound_at, current_case, paused)"
+            " VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (phone) DO UPDATE SET last_inbound_at = EXCLUDED.last_inbound_at,"
-            " current_case = EXCLUDED.current_case",
+            " current_case = EXCLUDED.current_case, paused = EXCLUDED.paused",
             agent.phone,
             agent.last_inbound_at,
             agent.current_case,
+            agent.paused,
         )
 
     async def add_line(self, customer: str, line: Line) -> None:
@@ -313,3 +324,78 @@ class PgRepository:
         )
         found = {r["state"]: int(r["n"]) for r in rows}
         return {"queued": found.get("queued", 0), "active": found.get("active", 0)}
+
+    async def keep_draft(self, draft: Draft) -> None:
+        await self.conn.execute(
+            "INSERT INTO drafts (agent, wamid, message, text, created_at)"
+            " VALUES ($1, $2, $3::jsonb, $4, $5) ON CONFLICT (wamid) DO NOTHING",
+            draft.agent,
+            draft.message.wamid,
+            draft.message.model_dump_json(),
+            draft.text,
+            draft.at,
+        )
+
+    async def drafts_of(self, agent: str) -> list[Draft]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM drafts WHERE agent = $1 ORDER BY id FOR UPDATE", agent
+        )
+        return [_draft(r) for r in rows]
+
+    async def take_drafts(self, agent: str) -> list[Draft]:
+        rows = await self.conn.fetch("DELETE FROM drafts WHERE agent = $1 RETURNING *", agent)
+        return [_draft(r) for r in sorted(rows, key=lambda r: r["id"])]
+
+    # ------------------------------------------------------------ agents' features (issue 15)
+
+    async def add_transfer(self, transfer: Transfer) -> None:
+        await self.conn.execute(
+            "INSERT INTO transfers (case_code, from_agent, to_agent, at, reason)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            *dataclasses.astuple(transfer),
+        )
+
+    async def transfers(self, code: str) -> list[Transfer]:
+        rows = await self.conn.fetch(
+            "SELECT case_code, from_agent, to_agent, at, reason FROM transfers"
+            " WHERE case_code = $1 ORDER BY id",
+            code,
+        )
+        return [Transfer(*r) for r in rows]
+
+    async def offer_reply(self, code: str, from_agent: str, at: datetime) -> bool:
+        done = await self.conn.fetchval(
+            "INSERT INTO reply_offers (case_code, from_agent, offered_at) VALUES ($1, $2, $3)"
+            " ON CONFLICT (case_code) DO NOTHING RETURNING true",
+            code,
+            from_agent,
+            at,
+        )
+        return bool(done)
+
+    async def take_offer(self, code: str) -> str | None:
+        taken: str | None = await self.conn.fetchval(
+            "DELETE FROM reply_offers WHERE case_code = $1 RETURNING from_agent", code
+        )
+        return taken
+
+    async def offer_rating(self, code: str) -> None:
+        await self.conn.execute("UPDATE cases SET rating_state = 'offered' WHERE code = $1", code)
+
+    async def settle_rating(self, code: str, state: RatingState, score: int | None) -> bool:
+        done = await self.conn.fetchval(
+            "UPDATE cases SET rating_state = $2, rating = $3, rated_at = now()"
+            " WHERE code = $1 AND rating_state = 'offered' RETURNING true",
+            code,
+            state,
+            score,
+        )
+        return bool(done)
+
+    async def rating_of(self, code: str) -> Rating | None:
+        row = await self.conn.fetchrow(
+            "SELECT rating_state, rating FROM cases WHERE code = $1", code
+        )
+        if row is None or row["rating_state"] is None:
+            return None
+        return Rating(row["rating_state"], row["rating"])

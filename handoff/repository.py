@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
 
-from shared.events import SendMessage
+from shared.events import InboundMessage, SendMessage
 
 ConversationState = Literal["bot", "queued", "active"]
 CaseState = Literal["queued", "active", "closed"]
 Author = Literal["customer", "agent", "bot", "system"]
-TimerKind = Literal["queue", "idle"]  # a case's timers (shared.timers, subject: the case code)
+# A case's timers (shared.timers, subject: the case code): nobody claimed it, nothing happened,
+# its customer waits for the agent's answer (handoff.reply_timeout), its rating's deadline;
+# and an agent's drafts' ("draft", subject: the agent's phone).
+TimerKind = Literal["queue", "idle", "reply", "rating", "draft"]
+RatingState = Literal["offered", "rated", "expired"]
 
 
 class ConcurrentUpdate(Exception):
@@ -72,6 +76,7 @@ class Agent:
     phone: str
     last_inbound_at: datetime | None = None
     current_case: str | None = None
+    paused: bool = False  # /pausa: offered no new cases until /vuelvo
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,33 @@ class SendRecord:
     source_wamid: str | None
     wamid: str | None = None
     body: str | None = None  # the SendMessage as JSON
+
+
+@dataclass(frozen=True)
+class Draft:
+    """An agent's message for no case in particular, kept until they choose its case."""
+
+    agent: str
+    message: InboundMessage
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A case moved from one agent to another (``reason``: transfer, reply_timeout)."""
+
+    case_code: str
+    from_agent: str
+    to_agent: str
+    at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rating:
+    state: RatingState
+    score: int | None = None
 
 
 class Repository(Protocol):
@@ -147,3 +179,30 @@ class Repository(Protocol):
     async def hold(self, recipient: str, code: str, command: SendMessage) -> bool: ...
     async def take_held(self, recipient: str) -> list[SendMessage]: ...
     async def counts(self) -> dict[str, int]: ...
+    async def keep_draft(self, draft: Draft) -> None: ...
+    async def drafts_of(self, agent: str) -> list[Draft]:
+        """The agent's kept drafts, oldest first, locked for this transaction (an expiry or a
+        choice running at once waits for it)."""
+        ...
+
+    async def take_drafts(self, agent: str) -> list[Draft]:
+        """The agent's kept drafts, oldest first, no longer kept."""
+        ...
+
+    # ------------------------------------------------------------ agents' features (issue 15)
+    async def add_transfer(self, transfer: Transfer) -> None: ...
+    async def transfers(self, code: str) -> list[Transfer]: ...
+    async def offer_reply(self, code: str, from_agent: str, at: datetime) -> bool:
+        """The case is offered to the other agents; False when it already is."""
+        ...
+
+    async def take_offer(self, code: str) -> str | None:
+        """Take the case's offer (the first caller wins): the agent it was offered from."""
+        ...
+
+    async def offer_rating(self, code: str) -> None: ...
+    async def settle_rating(self, code: str, state: RatingState, score: int | None) -> bool:
+        """An offered rating becomes ``state`` (rated or expired): True only for the first."""
+        ...
+
+    async def rating_of(self, code: str) -> Rating | None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,6 +15,8 @@ from shared.profiles import CompanyProfile, MenuOption
 # Crockford's base32 without I, L, O, U: short codes an agent can type on a phone.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 CLAIM_PAYLOAD_PREFIX = "tomar:"
+# A row of the list that asks an agent which case their message is for (``handoff.drafts``).
+CHOICE_PAYLOAD_PREFIX = "caso:"
 
 # ------------------------------------------------------------------ text matching
 
@@ -72,9 +74,10 @@ def clean_code(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Command:
-    name: str  # ayuda, lista, tomar, fin, bot
+    name: str  # ayuda, lista, tomar, fin, bot, pasar, pausa, vuelvo, r
     code: str | None = None
     text: str = ""  # what follows a /tomar code (sent to the customer as the first answer)
+    raw: str = field(default="", compare=False)  # all after the command's name (/r's reply)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,14 @@ class Plain:
     text: str
 
 
-AgentInput = Command | UnknownCommand | Addressed | Plain
+@dataclass(frozen=True)
+class Chosen:
+    """A tapped row of the "which case?" list: the agent's kept message goes to ``code``."""
+
+    code: str
+
+
+AgentInput = Command | UnknownCommand | Addressed | Plain | Chosen
 
 _COMMANDS = {
     "ayuda": "ayuda",
@@ -107,14 +117,22 @@ _COMMANDS = {
     "fin": "fin",
     "cerrar": "fin",
     "bot": "bot",
+    "pasar": "pasar",
+    "transferir": "pasar",
+    "pausa": "pausa",
+    "vuelvo": "vuelvo",
+    "r": "r",
+    "respuesta": "r",
 }
 _ADDRESSED = re.compile(r"^\s*#([0-9A-Za-z]{1,12})\b[\s:,.-]*(.*)$", re.DOTALL)
 
 
 def parse_agent_input(text: str | None, payload: str | None = None) -> AgentInput:
-    """What an agent's message asks for. ``payload``: a tapped template button's payload."""
+    """What an agent's message asks for. ``payload``: a tapped button's or list row's id."""
     if payload and payload.startswith(CLAIM_PAYLOAD_PREFIX):
         return Command("tomar", clean_code(payload[len(CLAIM_PAYLOAD_PREFIX) :]))
+    if payload and payload.startswith(CHOICE_PAYLOAD_PREFIX):
+        return Chosen(clean_code(payload[len(CHOICE_PAYLOAD_PREFIX) :]))
     body = (text or "").strip()
     if body.startswith("/"):
         head, _, rest = body[1:].partition(" ")
@@ -124,7 +142,7 @@ def parse_agent_input(text: str | None, payload: str | None = None) -> AgentInpu
         rest = rest.strip()
         code_part, _, after = rest.partition(" ")
         code = clean_code(code_part) if code_part else None
-        return Command(name, code, after.strip())
+        return Command(name, code, after.strip(), rest)
     match = _ADDRESSED.match(body)
     if match:
         return Addressed(clean_code(match.group(1)), match.group(2).strip())

@@ -25,6 +25,16 @@ class Settings(DatabaseSettings):
     # the bot leaves that customer alone this long after each such message (a profile may
     # override; 0: it does not).
     HANDOFF_ECHO_QUIET_SECONDS: float = Field(default=1800.0, ge=0)
+    # An agent's message for no case in particular, with several cases waiting, is kept this
+    # long while they choose its case from a list; then it expires and they are told. At most a
+    # day, so their 24-hour window (they wrote it) is still open for the note.
+    HANDOFF_DRAFT_TTL_SECONDS: float = Field(default=600.0, gt=0, le=86400)
+    # An active case whose customer waited this long for the agent's answer is offered to the
+    # other available agents (a profile may override; 0: never).
+    HANDOFF_AGENT_REPLY_TIMEOUT_SECONDS: float = Field(default=300.0, ge=0)
+    # The customer's rating after a case closed counts within this; the transcript mail waits
+    # for it at most this long (a profile may override).
+    HANDOFF_RATING_TIMEOUT_SECONDS: float = Field(default=900.0, gt=0)
     # How often each replica looks for due timers and unpublished outbox rows.
     HANDOFF_TIMER_POLL_SECONDS: float = 1.0
     # Outbox rows left unpublished this long (a crash after commit) are published by the relay.

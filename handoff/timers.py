@@ -1,6 +1,7 @@
 """A case's timers (durable, ``shared.timers``; the subject is the case code): nobody claimed a
 queued case within the queue timeout, or an active case had no message either way for the idle
-timeout."""
+timeout; its customer waited too long for an answer (``reply_timeout``), or its rating's
+deadline came (``ratings``)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ from handoff.cases import close_case, unattended
 from handoff.delivery import to_customer
 from handoff.options import options_for
 from handoff.outcome import Turn
+from handoff.ratings import on_rating_timer
+from handoff.reply_timeout import on_reply_timer
 from handoff.texts import say
 from shared.timers import Timer
 
 
 async def on_timer(turn: Turn, timer: Timer) -> None:
+    if timer.kind == "reply":
+        await on_reply_timer(turn, timer)
+        return
+    if timer.kind == "rating":
+        await on_rating_timer(turn, timer)
+        return
     repo = turn.repo
     case = await repo.get_case(timer.subject)
     if case is None or case.state == "closed":

@@ -4,17 +4,22 @@ Each builds the :class:`~handoff.outcome.Outcome` of one event over the reposito
 bus handlers run them in the event's transaction (``handoff.handlers``) and the unit tests on
 the in-memory repository. The use cases themselves live by actor and lifecycle:
 ``customers`` (customers and the bot), ``agents`` (agents' messages and commands), ``cases``
-(open, claim, close), ``relays`` (both ways), ``timers``, ``identity_changes`` (a customer's new
-phone or BSUID, and WhatsApp's system messages), ``coexistence`` (echoes of the WhatsApp
-Business app), and ``delivery`` (the shared "send now or hold until the window opens" step, and
-what the sender reports back). ``identities`` says which conversation an identifier names.
+(open, claim, close), ``relays`` (both ways), ``drafts`` (an agent's message kept while they
+choose its case), ``timers``, ``identity_changes`` (a customer's new phone or BSUID, and
+WhatsApp's system messages), ``coexistence`` (echoes of the WhatsApp Business app), and
+``delivery`` (the shared "send now or hold until the window opens" step, and what the sender
+reports back). ``identities`` says which conversation an identifier names.
+Agents' tools have a module each: ``transfers`` (``/pasar``), ``availability`` (``/pausa``,
+``/vuelvo``, who is offered new cases, agents' names), ``canned`` (``/r``), ``reply_timeout``
+(a customer waiting too long is offered to the others), ``ratings`` (the customer's rating at
+the close) and ``closing`` (what ``handoff.closed`` carries to the transcript mail).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from handoff import agents, coexistence, customers, delivery, identity_changes, timers
+from handoff import agents, coexistence, customers, delivery, drafts, identity_changes, timers
 from handoff.config import HandoffConfig
 from handoff.outcome import Outcome, Turn
 from handoff.repository import Repository
@@ -88,7 +93,10 @@ async def on_timer(
     config: HandoffConfig, repo: Repository, timer: Timer, *, now: datetime
 ) -> Outcome:
     out = Outcome(timer.source_id, now)
-    await timers.on_timer(Turn(config, repo, out), timer)
+    if timer.kind == drafts.DRAFT_TIMER:  # an agent's drafts (subject: their phone)
+        await drafts.on_expired(Turn(config, repo, out), timer.subject)
+    else:  # a case's (subject: its code)
+        await timers.on_timer(Turn(config, repo, out), timer)
     return out
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
 from notifier.body import Body, Rendered
 from notifier.texts import Texts, when
-from shared.events import HandoffClosed, HandoffUnattended, Identity, TranscriptLine
+from shared.events import (
+    CaseHandler,
+    HandoffClosed,
+    HandoffUnattended,
+    Identity,
+    TranscriptLine,
+)
 from shared.profiles import CompanyProfile
 
 
@@ -75,6 +81,27 @@ def render_unattended(
     return body.rendered(subject)
 
 
+def _handlers(handlers: Sequence[CaseHandler], texts: Texts, tz: tzinfo) -> str | None:
+    """Who handled the case, in order: "Ana (+54...) 10:02–10:15 → Beto (+54...) 10:15–10:40"."""
+
+    def hour(moment: datetime | None) -> str:
+        return moment.astimezone(tz).strftime("%H:%M") if moment else "?"
+
+    shown = []
+    for handler in handlers:
+        name = handler.agent_name or handler.agent_phone
+        who = name if name == handler.agent_phone else f"{name} ({handler.agent_phone})"
+        shown.append(f"{who} {hour(handler.since)}–{hour(handler.until)}")
+    return " → ".join(shown) or None
+
+
+def _rating(event: HandoffClosed, texts: Texts) -> str | None:
+    if event.rating is None:
+        return None
+    label = event.rating_label or str(event.rating)
+    return texts.get("rating.value", label=label, score=event.rating)
+
+
 def render_transcript(
     event: HandoffClosed, profile: CompanyProfile, texts: Texts, tz: tzinfo
 ) -> Rendered:
@@ -87,7 +114,9 @@ def render_transcript(
         [
             *_case(event, mine),
             (t("label.agent"), event.agent_phone),
+            (t("label.handlers"), _handlers(event.handlers, mine, tz)),
             (t("label.end_reason"), t(f"end_reason.{event.end_reason}")),
+            (t("label.rating"), _rating(event, mine)),
             (t("label.last_at"), when(event.occurred_at, tz)),
         ]
     )

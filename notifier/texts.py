@@ -67,6 +67,9 @@ MAIL_TEXTS: dict[str, str] = {
     "label.requested_at": "Fecha",
     "label.agent": "Agente",
     "label.end_reason": "Cómo terminó",
+    "label.handlers": "Lo atendieron",
+    "label.rating": "Calificación del cliente",
+    "rating.value": "{label} ({score} de 3)",
     # transcript
     "transcript.subject": "[{company}] Conversación del caso {case_code} con {customer}",
     "transcript.intro": "Terminó la conversación de un agente con {customer}. Esta es la"

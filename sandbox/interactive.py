@@ -6,6 +6,21 @@ from typing import Any
 
 from sandbox.errors import invalid_param, invalid_value
 from sandbox.fields import array, http_url, key, limited, not_one_of, obj, string
+from shared.meta_limits import (
+    BUTTON_ID_MAX,
+    BUTTON_TITLE_MAX,
+    BUTTONS_MAX,
+    HEADER_FOOTER_MAX,
+    INTERACTIVE_BODY_MAX,
+    LIST_BODY_MAX,
+    LIST_BUTTON_MAX,
+    ROW_DESCRIPTION_MAX,
+    ROW_ID_MAX,
+    ROW_TITLE_MAX,
+    ROWS_MAX,
+    SECTION_TITLE_MAX,
+    SECTIONS_MAX,
+)
 
 INTERACTIVE_TYPES = (
     "address_message",
@@ -24,20 +39,6 @@ INTERACTIVE_TYPES = (
 )
 _NO_BODY_NEEDED = ("product", "location_request_message")
 _HEADER_TYPES = ("text", "image", "video", "document")
-
-INTERACTIVE_BODY_MAX = 1024
-LIST_BODY_MAX = 4096
-HEADER_FOOTER_MAX = 60
-BUTTONS_MAX = 3
-BUTTON_TITLE_MAX = 20
-BUTTON_ID_MAX = 256
-LIST_BUTTON_MAX = 20
-SECTIONS_MAX = 10
-ROWS_MAX = 10
-ROW_TITLE_MAX = 24
-ROW_DESCRIPTION_MAX = 72
-ROW_ID_MAX = 200
-SECTION_TITLE_MAX = 24
 
 
 def validate_interactive(body: dict[str, Any]) -> None:

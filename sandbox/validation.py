@@ -16,6 +16,11 @@ from sandbox.fields import array, http_url, key, not_one_of, number, obj, string
 from sandbox.interactive import validate_interactive
 from sandbox.people import is_bsuid
 from sandbox.templates import Template, TemplateRegistry
+from shared.meta_limits import (
+    CAPTION_MAX,
+    OPAQUE_DATA_MAX,
+    TEXT_BODY_MAX,
+)
 from shared.phone import maybe_e164
 
 MEDIA_TYPES = ("audio", "document", "image", "sticker", "video")
@@ -33,10 +38,6 @@ MESSAGE_TYPES = (
     "video",
 )
 _COMPONENT_TYPES = ("header", "body", "button", "footer", "carousel", "limited_time_offer")
-
-TEXT_BODY_MAX = 4096
-CAPTION_MAX = 1024
-OPAQUE_DATA_MAX = 512
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ import orjson
 from sender.policy import MEDIA_DOWNLOAD_ERROR, MEDIA_UPLOAD_ERROR, UNKNOWN_OBJECT
 from sender.settings import Settings
 from shared.events import MetaError
+from shared.logs import describe
 from shared.send_ref import SendRef, tag
 
 
@@ -251,9 +252,7 @@ class AiohttpGraphClient:
                     raise too_large(url, response.content_length, max_bytes)
                 return data, response.content_type
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise GraphUnavailable(
-                f"cannot download {url}: {error or type(error).__name__}"
-            ) from error
+            raise GraphUnavailable(f"cannot download {url}: {describe(error)}") from error
 
     async def fetch_media(self, media_id: str, max_bytes: int) -> tuple[bytes, str | None]:
         try:
@@ -279,7 +278,7 @@ class AiohttpGraphClient:
                 data = await read_bounded(response, max_bytes)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise GraphUnavailable(
-                f"cannot download media {media_id}: {error or type(error).__name__}"
+                f"cannot download media {media_id}: {describe(error)}"
             ) from error
         if data is None:
             raise too_large(f"media {media_id}", response.content_length, max_bytes)

@@ -31,26 +31,27 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
-
-TEXT_BODY_MAX = 4096
-CAPTION_MAX = 1024
-INTERACTIVE_BODY_MAX = 1024
-LIST_BODY_MAX = 4096
-HEADER_FOOTER_MAX = 60
-BUTTONS_MAX = 3
-BUTTON_TITLE_MAX = 20
-BUTTON_ID_MAX = 256
-LIST_BUTTON_MAX = 20
-SECTIONS_MAX = 10
-ROWS_MAX = 10
-ROW_TITLE_MAX = 24
-ROW_DESCRIPTION_MAX = 72
-ROW_ID_MAX = 200
-SECTION_TITLE_MAX = 24
-CTA_DISPLAY_TEXT_MAX = 20
-OPAQUE_DATA_MAX = 512
-TEMPLATE_NAME_MAX = 512
-FILENAME_MAX = 240
+from shared.meta_limits import (
+    BUTTON_ID_MAX,
+    BUTTON_TITLE_MAX,
+    BUTTONS_MAX,
+    CAPTION_MAX,
+    CTA_DISPLAY_TEXT_MAX,
+    FILENAME_MAX,
+    HEADER_FOOTER_MAX,
+    INTERACTIVE_BODY_MAX,
+    LIST_BODY_MAX,
+    LIST_BUTTON_MAX,
+    OPAQUE_DATA_MAX,
+    ROW_DESCRIPTION_MAX,
+    ROW_ID_MAX,
+    ROW_TITLE_MAX,
+    ROWS_MAX,
+    SECTION_TITLE_MAX,
+    SECTIONS_MAX,
+    TEMPLATE_NAME_MAX,
+    TEXT_BODY_MAX,
+)
 
 MEDIA_SOURCES = ("media_id", "link", "upload_url", "upload_base64", "copy_from_media_id")
 TEMPLATE_COMPONENTS = ("header", "body", "button", "footer", "carousel", "limited_time_offer")

@@ -48,6 +48,7 @@ from aio_pika.exceptions import (
 from pydantic import ValidationError
 
 from shared.events import Event, UnknownEventType, parse_event
+from shared.logs import describe
 from shared.publishing import PublishBatcher, message_properties
 
 log = logging.getLogger("mensajero.bus")
@@ -163,7 +164,7 @@ class Bus:
             )
         except Exception as error:  # reported as one clear line
             raise BusUnavailable(
-                f"cannot reach RabbitMQ at {_redact(self.url)}: {error or type(error).__name__}"
+                f"cannot reach RabbitMQ at {_redact(self.url)}: {describe(error)}"
             ) from error
         self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
@@ -471,7 +472,7 @@ class Bus:
             except Exception as error:  # retried when transient
                 if not _is_transient(error):
                     raise
-                log.warning("publish interrupted, retrying: %s", error or type(error).__name__)
+                log.warning("publish interrupted, retrying: %s", describe(error))
                 await self._wait_reconnected(deadline)
 
     async def _publishing_channel(self) -> aiormq.Channel:

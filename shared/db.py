@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
+from shared.logs import describe
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -107,7 +109,7 @@ async def create_pool(
         conn = await asyncpg.connect(url, timeout=timeout)
     except (TimeoutError, OSError, asyncpg.PostgresError) as error:
         raise DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {_redact(url)}: {error or type(error).__name__}"
+            f"cannot reach PostgreSQL at {_redact(url)}: {describe(error)}"
         ) from error
     try:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')

@@ -9,10 +9,27 @@ delivers twice, a handler redelivered by the broker) derive ``event_id`` determi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
+from shared.content import (
+    ButtonsContent,
+    ContactsContent,
+    CtaUrlContent,
+    Header,
+    ListContent,
+    ListRow,
+    ListSection,
+    LocationContent,
+    MarkReadContent,
+    MediaContent,
+    OutboundContent,
+    ReactionContent,
+    ReplyButton,
+    TemplateContent,
+    TextContent,
+)
 from shared.event_base import (
     CallPermission,
     Event,
@@ -31,17 +48,32 @@ from shared.event_base import (
 from shared.signals import SIGNALS, TemplateStatusUpdate
 
 __all__ = [
+    "ButtonsContent",
     "CallPermission",
+    "ContactsContent",
+    "CtaUrlContent",
     "Event",
+    "Header",
     "Identity",
+    "ListContent",
+    "ListRow",
+    "ListSection",
     "Location",
+    "LocationContent",
+    "MarkReadContent",
     "Media",
+    "MediaContent",
     "MessageContext",
     "MetaError",
     "Model",
+    "OutboundContent",
     "Reaction",
+    "ReactionContent",
     "Reply",
+    "ReplyButton",
+    "TemplateContent",
     "TemplateStatusUpdate",
+    "TextContent",
     "new_id",
     "stable_id",
     "utcnow",
@@ -146,126 +178,6 @@ class EmailDelivered(Event):
 
 
 # --------------------------------------------------------------------------- send commands
-
-
-class TextContent(Model):
-    kind: Literal["text"] = "text"
-    body: str
-    preview_url: bool = False
-
-
-class MediaContent(Model):
-    kind: Literal["image", "video", "audio", "document", "sticker"]
-    media_id: str | None = None
-    link: str | None = None
-    # Upload first: from a URL the sender downloads, or from bytes (base64) in the command.
-    upload_url: str | None = None
-    upload_base64: str | None = None
-    # Copy first: the id of media a WhatsApp user sent the business (``InboundMessage.media.id``).
-    # The sender asks Meta for its URL (``GET /<id>``), downloads it with the access token,
-    # uploads it again and sends the new id, so the message does not depend on the inbound id
-    # (which expires after 7 days). Exactly one of media_id, link, upload_url, upload_base64
-    # and copy_from_media_id is given.
-    copy_from_media_id: str | None = None
-    mime_type: str | None = None  # for an upload; for a copy, overrides what Meta reports
-    caption: str | None = None
-    filename: str | None = None
-
-
-class TemplateContent(Model):
-    kind: Literal["template"] = "template"
-    name: str
-    language: str = "es_AR"
-    # Meta's component objects as-is: header/body/button with their parameters.
-    components: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class ReplyButton(Model):
-    id: str
-    title: str
-
-
-class Header(Model):
-    type: Literal["text", "image", "video", "document"] = "text"
-    text: str | None = None
-    media: MediaContent | None = None
-
-
-class ButtonsContent(Model):
-    kind: Literal["buttons"] = "buttons"
-    body: str
-    buttons: list[ReplyButton]
-    header: Header | None = None
-    footer: str | None = None
-
-
-class ListRow(Model):
-    id: str
-    title: str
-    description: str | None = None
-
-
-class ListSection(Model):
-    title: str | None = None
-    rows: list[ListRow]
-
-
-class ListContent(Model):
-    kind: Literal["list"] = "list"
-    body: str
-    button: str
-    sections: list[ListSection]
-    header: str | None = None
-    footer: str | None = None
-
-
-class CtaUrlContent(Model):
-    kind: Literal["cta_url"] = "cta_url"
-    body: str
-    display_text: str
-    url: str
-    header: Header | None = None
-    footer: str | None = None
-
-
-class LocationContent(Model):
-    kind: Literal["location"] = "location"
-    latitude: float
-    longitude: float
-    name: str | None = None
-    address: str | None = None
-
-
-class ContactsContent(Model):
-    kind: Literal["contacts"] = "contacts"
-    contacts: list[dict[str, Any]]
-
-
-class ReactionContent(Model):
-    kind: Literal["reaction"] = "reaction"
-    message_id: str
-    emoji: str  # "" removes the reaction
-
-
-class MarkReadContent(Model):
-    kind: Literal["mark_read"] = "mark_read"
-    message_id: str
-    typing: bool = False  # also show the typing indicator (up to 25 s)
-
-
-OutboundContent = Annotated[
-    TextContent
-    | MediaContent
-    | TemplateContent
-    | ButtonsContent
-    | ListContent
-    | CtaUrlContent
-    | LocationContent
-    | ContactsContent
-    | ReactionContent
-    | MarkReadContent,
-    Field(discriminator="kind"),
-]
 
 
 class SendMessage(Event):
@@ -395,6 +307,16 @@ class HandoffUnattended(Event):
     last_messages: list[TranscriptLine] = Field(default_factory=list)
 
 
+class CaseHandler(Model):
+    """An agent who handled a case: from their claim (or the transfer to them) to the next
+    transfer (or the close)."""
+
+    agent_phone: str
+    agent_name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
 class HandoffClosed(Event):
     TYPE: ClassVar[str] = "handoff.closed"
     type: Literal["handoff.closed"] = "handoff.closed"
@@ -405,6 +327,12 @@ class HandoffClosed(Event):
     end_reason: Literal["agent", "customer", "timeout", "no_agent", "after_hours", "idle"]
     profile_id: str | None = None
     transcript: list[TranscriptLine] = Field(default_factory=list)
+    # Who handled it, in order (a transfer hands it to the next one).
+    handlers: list[CaseHandler] = Field(default_factory=list)
+    # The customer's answer to the rating asked at the close (1 to 3; None: not answered), and
+    # the button they tapped.
+    rating: int | None = None
+    rating_label: str | None = None
 
 
 class HandoffRequestCommand(Event):

@@ -23,6 +23,12 @@ _FIELDS = "mensajero_fields"
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
+def describe(error: BaseException) -> str:
+    """An exception for a log line or a message: its text, or its type when it has none (a
+    TimeoutError's text is empty)."""
+    return str(error) or type(error).__name__
+
+
 def fields(**values: Any) -> dict[str, Any]:
     """The ``extra`` for a log call: structured fields shown after the message."""
     return {_FIELDS: values}

@@ -34,6 +34,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from shared.logs import describe
+
 log = logging.getLogger("mensajero.ops")
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -132,7 +134,7 @@ async def _run_scrape_hooks(app: web.Application) -> None:
         try:
             await asyncio.wait_for(hook(), SCRAPE_HOOK_TIMEOUT_SECONDS)
         except Exception as error:  # the scrape still answers, with what it has
-            log.debug("a metrics refresh failed: %s", error or type(error).__name__)
+            log.debug("a metrics refresh failed: %s", describe(error))
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -31,6 +31,7 @@ from shared.bus import (
     Bus,
     BusError,
 )
+from shared.logs import describe
 from shared.settings import ServiceSettings, load_or_exit
 
 # Headers a replayed message must not carry on: retry bookkeeping and the broker's own.
@@ -132,7 +133,7 @@ async def _main(argv: list[str]) -> int:
         print(f"replay stopped: {error}; the message stays in the queue", file=sys.stderr)
         return 1
     except Exception as error:  # a missing queue, mostly: say which
-        print(f"replay: {error or type(error).__name__}", file=sys.stderr)
+        print(f"replay: {describe(error)}", file=sys.stderr)
         return 1
     finally:
         await bus.close()

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.bus import Bus, Consumer
 from shared.handlers import Subscription
-from shared.logs import fields
+from shared.logs import describe, fields
 from shared.ops import ReadinessCheck, export_dead_letters
 
 log = logging.getLogger("mensajero.service")
@@ -68,7 +68,7 @@ class RunningLoop:
                     "%s failed; trying again in %g s: %s",
                     self.loop.name,
                     self.loop.interval,
-                    error or type(error).__name__,
+                    describe(error),
                     exc_info=not isinstance(error, OSError),
                 )
             with contextlib.suppress(TimeoutError):

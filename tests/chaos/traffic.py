@@ -21,9 +21,9 @@ from typing import Any
 
 from shared.bus import Bus
 from shared.events import SendMessage, TextContent
-from tests.handoff.test_e2e_handoff import text_of
 from tests.helpers import wait_for
 from tests.system.harness import System
+from tests.system.phones import text_of
 
 MARKER = re.compile(r"chaos-[0-9a-f]{8}-\d{2}-\d{4}")
 AGENT = "+5491100000000"  # the sandbox default AGENT_WHATSAPP_NUMBER

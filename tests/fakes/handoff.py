@@ -16,9 +16,13 @@ from handoff.repository import (
     Case,
     ConcurrentUpdate,
     Conversation,
+    Draft,
     Line,
+    Rating,
+    RatingState,
     SendRecord,
     TimerKind,
+    Transfer,
 )
 from shared.events import SendMessage
 from shared.timers import Timer
@@ -37,7 +41,11 @@ class FakeRepository:
     outgoing: dict[str, SendRecord] = field(default_factory=dict)
     timers: dict[tuple[str, str], Timer] = field(default_factory=dict)
     held: list[tuple[str, str, SendMessage]] = field(default_factory=list)
+    drafts: list[Draft] = field(default_factory=list)
     sequence: int = 1023
+    transfer_log: list[Transfer] = field(default_factory=list)
+    offers: dict[str, str] = field(default_factory=dict)  # case code -> offered from agent
+    ratings: dict[str, Rating] = field(default_factory=dict)
 
     async def get_conversation(self, customer: str) -> Conversation | None:
         found = self.conversations.get(customer)
@@ -183,3 +191,43 @@ class FakeRepository:
     async def counts(self) -> dict[str, int]:
         states = [c.state for c in self.cases.values()]
         return {"queued": states.count("queued"), "active": states.count("active")}
+
+    async def keep_draft(self, draft: Draft) -> None:
+        if all(d.message.wamid != draft.message.wamid for d in self.drafts):
+            self.drafts.append(draft)
+
+    async def drafts_of(self, agent: str) -> list[Draft]:
+        return [d for d in self.drafts if d.agent == agent]
+
+    async def take_drafts(self, agent: str) -> list[Draft]:
+        mine = [d for d in self.drafts if d.agent == agent]
+        self.drafts = [d for d in self.drafts if d.agent != agent]
+        return mine
+
+    async def add_transfer(self, transfer: Transfer) -> None:
+        self.transfer_log.append(transfer)
+
+    async def transfers(self, code: str) -> list[Transfer]:
+        return [t for t in self.transfer_log if t.case_code == code]
+
+    async def offer_reply(self, code: str, from_agent: str, at: datetime) -> bool:
+        if code in self.offers:
+            return False
+        self.offers[code] = from_agent
+        return True
+
+    async def take_offer(self, code: str) -> str | None:
+        return self.offers.pop(code, None)
+
+    async def offer_rating(self, code: str) -> None:
+        self.ratings[code] = Rating("offered")
+
+    async def settle_rating(self, code: str, state: RatingState, score: int | None) -> bool:
+        found = self.ratings.get(code)
+        if found is None or found.state != "offered":
+            return False
+        self.ratings[code] = Rating(state, score)
+        return True
+
+    async def rating_of(self, code: str) -> Rating | None:
+        return self.ratings.get(code)

@@ -8,6 +8,7 @@ import pytest
 from handoff.settings import Settings
 from shared.bus import Bus
 from tests.handoff.support import Probe, drop_handoff_queue, make_settings
+from tests.system.conftest import system  # noqa: F401  (the system tests' fixture, here too)
 
 
 @pytest.fixture

@@ -7,84 +7,19 @@ closed and the notification arrives as the approved `handoff_agent_alert` templa
 
 from __future__ import annotations
 
-import base64
 import os
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shared.settings import SANDBOX_DEFAULTS
-from tests.helpers import wait_for
 from tests.system.harness import System
+from tests.system.phones import Phone, text_of
 
 pytestmark = pytest.mark.integration
 
 CUSTOMER = "+5491135722871"
 AGENT = SANDBOX_DEFAULTS["AGENT_WHATSAPP_NUMBER"]
 AUTH = {"Authorization": f"Bearer {SANDBOX_DEFAULTS['META_WA_ACCESS_TOKEN']}"}
-
-
-@pytest.fixture
-async def system(
-    rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
-) -> AsyncIterator[System]:
-    async with System(unique, rabbitmq_url, database_url, tmp_path) as running:
-        yield running
-
-
-def text_of(message: dict[str, Any]) -> str:
-    body = message["body"]
-    if message["type"] == "text":
-        return str(body["text"]["body"])
-    if message["type"] == "interactive":
-        return str(body["interactive"]["body"]["text"])
-    return str(message.get("template") or body)
-
-
-class Phone:
-    def __init__(self, system: System, number: str, name: str) -> None:
-        self.system, self.number, self.name = system, number, name
-
-    async def write(self, text: str, **extra: Any) -> None:
-        answer = await self.system.post_json(
-            f"{self.system.url('sandbox')}/_sandbox/inbound",
-            {"from": self.number, "name": self.name, "text": text, **extra},
-        )
-        assert answer["gateway_status"] == 200
-
-    async def sends_media(self, kind: str, data: bytes, mime_type: str, **extra: Any) -> str:
-        """The phone sends a file; returns the media id Meta gave it (read from the webhook)."""
-        media = {"data_base64": base64.b64encode(data).decode(), "mime_type": mime_type, **extra}
-        sandbox = self.system.url("sandbox")
-        answer = await self.system.post_json(
-            f"{sandbox}/_sandbox/inbound", {"from": self.number, "name": self.name, kind: media}
-        )
-        assert answer["gateway_status"] == 200
-        for delivery in (await self.system.get_json(f"{sandbox}/_sandbox/webhooks"))["webhooks"]:
-            for entry in delivery["body"].get("entry", []):
-                for change in entry.get("changes", []):
-                    for message in change.get("value", {}).get("messages", []):
-                        if message["id"] == answer["wamid"]:
-                            return str(message[kind]["id"])
-        raise AssertionError(f"no webhook for {answer['wamid']}")
-
-    async def inbox(self) -> list[dict[str, Any]]:
-        url = f"{self.system.url('sandbox')}/_sandbox/phones/{self.number}/messages"
-        messages: list[dict[str, Any]] = (await self.system.get_json(url))["messages"]
-        return messages
-
-    async def receives(self, fragment: str, *, after: int = 0) -> dict[str, Any]:
-        async def find() -> dict[str, Any] | None:
-            return next((m for m in (await self.inbox())[after:] if fragment in text_of(m)), None)
-
-        try:
-            found: dict[str, Any] = await wait_for(find, timeout=30)
-        except AssertionError:
-            got = [text_of(m) for m in await self.inbox()]
-            raise AssertionError(f"{self.number} never got {fragment!r}; got {got}") from None
-        return found
 
 
 async def test_runbook_through_the_sandbox(system: System) -> None:

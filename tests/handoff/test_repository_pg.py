@@ -13,7 +13,7 @@ from handoff.config import HandoffConfig
 from handoff.handlers import TABLE, Deps, fire_due_timers
 from handoff.metrics import HandoffMetrics
 from handoff.postgres import PgRepository
-from handoff.repository import Case, ConcurrentUpdate, Conversation, SendRecord
+from handoff.repository import Agent, Case, ConcurrentUpdate, Conversation, SendRecord, Transfer
 from shared import timers
 from shared.bus import Bus
 from shared.db import Pool, load_migrations
@@ -232,3 +232,44 @@ async def test_conversations_of_a_schema_from_before_keep_their_identifiers(
                 assert found is not None and found.customer == CUSTOMER
     finally:
         await upgraded.close()
+
+
+async def test_an_offer_is_taken_once_and_a_rating_settles_once(pool: Pool) -> None:
+    await seed_case(pool, "OF1")
+    async with pool.acquire() as conn:
+        repo = PgRepository(conn)
+        assert await repo.offer_reply("OF1", AGENT, NOW)
+        assert not await repo.offer_reply("OF1", AGENT, NOW)  # offered already
+        await repo.offer_rating("OF1")
+
+    async def take() -> str | None:
+        async with pool.acquire() as conn, conn.transaction():
+            return await PgRepository(conn).take_offer("OF1")
+
+    async def settle(score: int) -> bool:
+        async with pool.acquire() as conn, conn.transaction():
+            return await PgRepository(conn).settle_rating("OF1", "rated", score)
+
+    taken = await asyncio.gather(*(take() for _ in range(6)))
+    assert taken.count(AGENT) == 1 and taken.count(None) == 5
+    settled = await asyncio.gather(*(settle(score) for score in (1, 2, 3, 1, 2, 3)))
+    assert settled.count(True) == 1
+    async with pool.acquire() as conn:
+        repo = PgRepository(conn)
+        rating = await repo.rating_of("OF1")
+        assert rating is not None and rating.state == "rated" and rating.score in (1, 2, 3)
+        assert not await repo.settle_rating("OF1", "expired", None)
+
+
+async def test_agents_pause_and_transfers_are_kept(pool: Pool) -> None:
+    async with pool.acquire() as conn:
+        repo = PgRepository(conn)
+        await repo.save_agent(Agent(AGENT, NOW, "K7F", paused=True))
+        assert (await repo.get_agent(AGENT)).paused
+        await repo.add_transfer(Transfer("K7F", AGENT, "+5491100000002", NOW, "transfer"))
+        await repo.add_transfer(Transfer("K7F", "+5491100000002", AGENT, NOW, "reply_timeout"))
+        moves = await repo.transfers("K7F")
+    assert [(m.from_agent, m.reason) for m in moves] == [
+        (AGENT, "transfer"),
+        ("+5491100000002", "reply_timeout"),
+    ]

@@ -52,7 +52,7 @@ async def test_runbook_customer_reaches_a_human_and_comes_back_to_the_bot(
         text = body(notification)
         for expected in (f"#{code}", "Juan Pérez", CUSTOMER, "quiero hablar con un humano"):
             assert expected in text
-        assert "citando" in text  # how to answer
+        assert "alcanza con escribir tu respuesta" in text  # how to answer
         assert isinstance(notification.fallback_template, TemplateContent)
 
         await wait_mapped(database_url, db_schema, notification)

@@ -300,7 +300,7 @@ async def test_agent_cannot_close_someone_elses_case(text: str) -> None:
     assert world.repo.cases[code].state == "active"
 
 
-async def test_a_quote_not_mapped_yet_asks_for_a_retry_then_gives_up_politely() -> None:
+async def test_a_quote_not_mapped_yet_asks_for_a_retry_then_answers_the_one_waiting() -> None:
     from handoff.agents import QuoteNotKnownYet
 
     world = World()
@@ -315,7 +315,9 @@ async def test_a_quote_not_mapped_yet_asks_for_a_retry_then_gives_up_politely() 
     with pytest.raises(QuoteNotKnownYet):
         await world.core.on_inbound(world.repo, quote, wait_for_quotes=True)
     outcome = await world.core.on_inbound(world.repo, quote, wait_for_quotes=False)
-    assert "No sé a qué caso" in body(world.sends(AGENT, outcome.events)[0])
+    # Given up on the quote, the message is for no case: the one waiting takes it.
+    assert "Tomaste el caso" in body(world.sends(AGENT, outcome.events)[0])
+    assert [body(s) for s in world.sends(CUSTOMER, outcome.events)] == ["hola"]
 
 
 async def test_agent_window_closed_per_meta_holds_the_relay_and_alerts() -> None:

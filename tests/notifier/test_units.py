@@ -17,6 +17,7 @@ from notifier.report_mail import render_digest, render_error
 from notifier.settings import Settings
 from notifier.texts import Texts, TextsError, load_texts, number, zone
 from shared.events import (
+    CaseHandler,
     ErrorReported,
     HandoffClosed,
     HandoffUnattended,
@@ -233,6 +234,29 @@ def test_transcript_text_body() -> None:
     assert "[25/11 10:00] Cliente: hola" in rendered.text
     assert "[25/11 10:00] Bot: te paso con alguien" in rendered.text
     assert "Cómo terminó: por inactividad" in rendered.text
+
+
+def test_transcript_shows_who_handled_the_case_and_the_rating() -> None:
+    later = AT + timedelta(minutes=15)
+    event = HandoffClosed(
+        case_code="C-5",
+        customer=Identity(phone="+5491100000001", name="Juan"),
+        agent_phone="+5491100000002",
+        end_reason="agent",
+        transcript=[TranscriptLine(at=AT, author="customer", text="hola")],
+        handlers=[
+            CaseHandler(agent_phone="+5491100000000", agent_name="Ana", since=AT, until=later),
+            CaseHandler(agent_phone="+5491100000002", since=later, until=later),
+        ],
+        rating=3,
+        rating_label="😀 Muy bien",
+    )
+    rendered = render_transcript(event, CompanyProfile(name="Acme"), Texts(), TZ)
+    assert (
+        "Lo atendieron: Ana (+5491100000000) 10:00–10:15 → +5491100000002 10:15–10:15"
+        in rendered.text
+    )
+    assert "Calificación del cliente: 😀 Muy bien (3 de 3)" in rendered.text
 
 
 def test_a_customer_without_a_phone_is_shown_by_username_and_bsuid() -> None:

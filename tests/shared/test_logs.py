@@ -178,3 +178,10 @@ async def test_a_malformed_request_is_one_warning_without_traceback(caplog) -> N
         assert record.exc_info is None and not record.exc_text
         assert record.getMessage().startswith("malformed HTTP request from 127.0.0.1: ")
         assert "\n" not in record.getMessage()
+
+
+def test_describe_names_an_exception_without_text() -> None:
+    from shared.logs import describe
+
+    assert describe(TimeoutError()) == "TimeoutError"
+    assert describe(OSError("connection refused")) == "connection refused"

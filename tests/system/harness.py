@@ -33,6 +33,54 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(AssertionError):
+    """A port picked for the system was taken meanwhile by another process of the machine
+    (other test runs pick free ports too): the system starts again on new ports."""
+
+
+def _listening_inodes(port: int) -> set[str] | None:
+    """The inodes of the sockets listening on ``port``; None where /proc cannot tell."""
+    found: set[str] = set()
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        readable = True
+        for line in lines:
+            cells = line.split()
+            if len(cells) > 9 and cells[3] == "0A" and int(cells[1].rsplit(":", 1)[1], 16) == port:
+                found.add(cells[9])
+    return found if readable else None
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the gateway's workers, with GATEWAY_WORKERS > 1)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for children in Path(f"/proc/{tree[index]}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                tree += [int(child) for child in children.read_text().split()]
+        index += 1
+    return tree
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether the process ``pid`` (or a child of it) is what listens on ``port``."""
+    inodes = _listening_inodes(port)
+    if inodes is None:
+        return True  # no /proc: cannot tell, trust the answer
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for member in _process_tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in wanted:
+                        return True
+    return False
+
+
 @dataclass
 class System:
     unique: str
@@ -45,6 +93,9 @@ class System:
     session: aiohttp.ClientSession | None = None
 
     def __post_init__(self) -> None:
+        self.pick_ports()
+
+    def pick_ports(self) -> None:
         for name in ("ses", "sandbox", *SERVICES):
             self.ports[name] = free_port()
 
@@ -127,10 +178,14 @@ class System:
         while time.monotonic() < deadline:
             process = self.processes[name]
             if process.returncode is not None:
-                raise AssertionError(f"{name} exited with {process.returncode}:\n{self.tail(name)}")
+                tail = self.tail(name)
+                error = PortTaken if "address already in use" in tail else AssertionError
+                raise error(f"{name} exited with {process.returncode}:\n{tail}")
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 async with self.session.get(self.health_url(name)) as response:
                     if response.status == 200:
+                        if not listens(process.pid, self.ports[name]):
+                            raise PortTaken(f"{name}: port {self.ports[name]} is not its own")
                         return
             await asyncio.sleep(0.05)
         raise AssertionError(f"{name} not ready after {timeout}s:\n{self.tail(name)}")
@@ -170,6 +225,15 @@ class System:
             response.raise_for_status()
             return await response.json()
 
+    async def mails_to(self, address: str) -> list[dict[str, Any]]:
+        """The mail moto's SES accepted for ``address``."""
+        data = await self.get_json(f"{self.url('ses')}/moto-api/data.json")
+        return [
+            m
+            for m in data.get("ses", {}).get("Message", [])
+            if address in [a for group in m["destinations"].values() for a in group]
+        ]
+
     async def metrics(self, name: str) -> dict[str, float]:
         """A service's /metrics as {'name{labels}': value}."""
         assert self.session is not None
@@ -190,16 +254,33 @@ class System:
 
     async def __aenter__(self) -> System:
         self.session = aiohttp.ClientSession()
-        names = ("ses", "sandbox", *SERVICES)
         try:
-            # All at once: the services wait for each other's queues and the broker themselves.
-            for name in names:
-                await self.spawn(name)
-            await asyncio.gather(*(self.wait_healthy(name, 60) for name in names))
+            for attempt in range(1, 4):
+                try:
+                    await self._start_all()
+                    return self
+                except PortTaken:
+                    if attempt == 3:
+                        raise
+                    await asyncio.gather(*(self.stop(name) for name in list(self.processes)))
+                    self.pick_ports()
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
-        return self
+        raise AssertionError("unreachable")
+
+    async def _start_all(self) -> None:
+        names = ("ses", "sandbox", *SERVICES)
+        # All at once: the services wait for each other's queues and the broker themselves.
+        for name in names:
+            await self.spawn(name)
+        waits = [asyncio.create_task(self.wait_healthy(name, 60)) for name in names]
+        try:
+            await asyncio.gather(*waits)
+        finally:  # the first failure ends the other waits
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.gather(*(self.stop(name) for name in list(self.processes)))

@@ -26,9 +26,9 @@ import yaml
 from deploy.check import dashboard_queries
 from shared.settings import SANDBOX_DEFAULTS
 from tests.deploy.support import DEPLOY, SERVICES, dashboard
-from tests.handoff.test_e2e_handoff import Phone
 from tests.helpers import wait_for
 from tests.system.harness import System, free_port
+from tests.system.phones import Phone
 
 pytestmark = pytest.mark.integration
 

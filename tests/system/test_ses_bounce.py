@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -33,15 +32,6 @@ async def ses_system(
         yield system
 
 
-async def mails_to(system: System, address: str) -> list[dict[str, Any]]:
-    data = await system.get_json(f"{system.url('ses')}/moto-api/data.json")
-    return [
-        m
-        for m in data.get("ses", {}).get("Message", [])
-        if address in [a for group in m["destinations"].values() for a in group]
-    ]
-
-
 async def test_bounce_through_the_gateway_suppresses_the_address(
     ses_system: System, fake_sns: FakeSns, unique: str
 ) -> None:
@@ -51,7 +41,7 @@ async def test_bounce_through_the_gateway_suppresses_the_address(
     await bus.connect()
     try:
         await bus.publish(ErrorReported(service="test", error_type="First", message="uno"))
-        await wait_for(lambda: mails_to(system, address), timeout=30, message="the first mail")
+        await wait_for(lambda: system.mails_to(address), timeout=30, message="the first mail")
 
         bounce = {
             "eventType": "Bounce",
@@ -84,7 +74,7 @@ async def test_bounce_through_the_gateway_suppresses_the_address(
             return total >= 1
 
         await wait_for(skipped, timeout=30, message="the next mail skipped")
-        assert len(await mails_to(system, address)) == 1
+        assert len(await system.mails_to(address)) == 1
         # Log lines are written by a background thread every 50 ms: wait for it.
         await wait_for(
             lambda: "suppress" in system.tail("notifier", 200).lower(),
