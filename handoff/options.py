@@ -17,7 +17,7 @@ Example (YAML)::
         agent_reply_timeout_seconds: 300       # the customer waits for an answer this long
         canned_replies:                        # /r <name>; {name}: the customer's name
           saludo: "Hola {name}, gracias por escribirnos. ¿En qué te ayudo?"
-        rating: {enabled: true, timeout_seconds: 3600}
+        rating: {enabled: true, timeout_seconds: 3600}   # on by default; enabled: false: off
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class RatingOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = False
+    enabled: bool = True  # a profile turns it off with rating: {enabled: false}
     # An answer later than this after the close is not counted; the transcript mail waits for
     # the answer at most this long. None: HANDOFF_RATING_TIMEOUT_SECONDS.
     timeout_seconds: float | None = Field(default=None, gt=0)

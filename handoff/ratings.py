@@ -1,6 +1,6 @@
 """The customer's rating at the end: when a case an agent handled closes and the customer's
 24-hour window is open, they get a one-tap rating as reply buttons (the profile's texts
-``handoff.rating.*``; on when the profile's ``rating.enabled``).
+``handoff.rating.*``; on unless the profile's ``rating: {enabled: false}``).
 
 The answer is stored with the case once (``settle_rating``: offered -> rated), counted
 (``handoff_csat_total{profile, score}``) and sent with the transcript: ``handoff.closed`` waits

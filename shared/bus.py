@@ -53,12 +53,12 @@ from aio_pika.exceptions import (
     DeliveryError,
     PublishError,
 )
-from aiormq import spec
 from pydantic import ValidationError
 
 from shared import topology
 from shared.events import Event, UnknownEventType, parse_event
 from shared.logs import describe
+from shared.publishing import PublishBatcher, message_properties
 
 # Re-exported: the topology's names are part of the bus's interface.
 from shared.topology import DEFAULT_RETRY_TIERS_MS as DEFAULT_RETRY_TIERS_MS
@@ -127,6 +127,7 @@ class Bus:
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
         self._publishing = _Turns()
+        self._batcher = PublishBatcher()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -246,11 +247,15 @@ class Bus:
         exchange: str | None = None,
         key: str | None = None,
         timeout: float | None = None,
+        deadline: float | None = None,
     ) -> None:
-        """``key``: the event's ``partition_key`` (in ``KEY_HEADER``; the event id when None and
-        ``headers`` carry none), which partitioned queues hash on."""
-        headers = {KEY_HEADER: key or event_id, **(headers or {})}
-        deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
+        """Publish one message, confirmed, within ``timeout`` seconds (or by ``deadline``, a
+        ``time.monotonic()`` value). Raises :class:`BusError`. ``key``: the event's
+        ``partition_key`` (``KEY_HEADER``; the event id when None), which partitioned queues
+        hash on."""
+        headers = _keyed(headers, key, event_id)
+        if deadline is None:
+            deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
         # aiormq matches a broker's return to its publish by message id: publishes in flight
         # with the same id (one event published twice at once) would take each other's answer.
         if event_id in self._publishing:
@@ -264,6 +269,77 @@ class Bus:
         finally:
             self._publishing.leave(event_id)
 
+    async def publish_raw_many(
+        self, items: Sequence[RawPublish], *, timeout: float | None = None
+    ) -> list[BusError | None]:
+        """Publish every item at once, each confirmed on its own within one deadline: each
+        one's outcome, in order (None: confirmed). As :meth:`publish_raw` for each, concurrently,
+        but with one wait and one timer for all (a 1,000-update webhook is one call)."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.publish_timeout)
+        outcomes: list[BusError | None] = [None] * len(items)
+        alone: list[int] = []  # each through publish_raw: its id is in flight, or a retry
+        waiting: dict[asyncio.Future[Any], int] = {}
+        try:
+            channel: aiormq.Channel | None = await self._publishing_channel()
+        except ChannelInvalidStateError:
+            channel = None
+        try:
+            for index, item in enumerate(items):
+                if channel is None or item.event_id in self._publishing:
+                    alone.append(index)
+                    continue
+                properties = _properties(
+                    item.event_id,
+                    item.event_type,
+                    item.correlation_id,
+                    _keyed(item.headers, item.key, item.event_id),
+                )
+                try:
+                    confirmation = self._batcher.publish(
+                        channel,
+                        item.body,
+                        exchange="" if item.exchange == "" else self.names.exchange,
+                        routing_key=item.routing_key,
+                        message_id=item.event_id,
+                        properties=properties,
+                    )
+                except ChannelInvalidStateError:  # closed under aio-pika's channel: retried
+                    alone.append(index)
+                    continue
+                self._publishing.enter(item.event_id)
+                waiting[confirmation] = index
+            if waiting:
+                await asyncio.wait(waiting, timeout=max(deadline - time.monotonic(), 0.0))
+        finally:  # cancelled too: no turn is kept, no confirmation left waiting
+            for confirmation, index in waiting.items():
+                self._publishing.leave(items[index].event_id)
+                if not confirmation.done():
+                    confirmation.cancel()  # aiormq ignores a late answer
+                    outcomes[index] = BusUnavailable(
+                        f"publish of {items[index].event_type} not confirmed before the deadline"
+                    )
+        for confirmation, index in waiting.items():
+            item = items[index]
+            if confirmation.cancelled():
+                continue
+            error = confirmation.exception()
+            if error is not None:
+                refusal = _refusal(error, item.event_type, item.routing_key)
+                if refusal is None and not _is_transient(error):
+                    raise error
+                if refusal is None:  # the channel went away: another try, on its own
+                    alone.append(index)
+                outcomes[index] = refusal
+        results = await asyncio.gather(
+            *(self.publish_raw(**items[i].arguments(), deadline=deadline) for i in alone),
+            return_exceptions=True,
+        )
+        for index, result in zip(alone, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, BusError):
+                raise result
+            outcomes[index] = result
+        return outcomes
+
     async def _publish_until(
         self,
         deadline: float,
@@ -275,40 +351,30 @@ class Bus:
         headers: dict[str, Any] | None,
         exchange: str | None,
     ) -> None:
-        properties = spec.Basic.Properties(
-            delivery_mode=PERSISTENT,
-            content_type="application/json",
-            message_id=event_id,
-            message_type=event_type,
-            correlation_id=correlation_id,
-            headers=headers or {},
-        )
+        properties = _properties(event_id, event_type, correlation_id, headers)
         exchange_name = "" if exchange == "" else self.names.exchange
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if deadline - time.monotonic() <= 0:
                 raise BusUnavailable(f"publish of {event_type} not confirmed before the deadline")
             try:
-                channel = await self._publishing_channel()
-                # aiormq directly, not aio-pika's Exchange.publish: that one holds the channel's
-                # lock until the writer task has put the frame on the socket, one publish per
-                # event-loop turn, so a 1,000-event webhook took 1,000 turns and concurrent
-                # webhooks queued behind each other. wait=False lets publishes queue at once;
-                # the broker's confirm is still awaited.
-                await channel.basic_publish(
+                # aiormq's Channel directly, through the batcher: the publishes of one loop turn
+                # go to the socket as one write (shared.publishing); the confirm is awaited here.
+                confirmation = self._batcher.publish(
+                    await self._publishing_channel(),
                     body,
                     exchange=exchange_name,
                     routing_key=routing_key,
+                    message_id=event_id,
                     properties=properties,
-                    mandatory=True,
-                    timeout=remaining,
-                    wait=False,
                 )
+                await _confirmed(confirmation, deadline)
                 return
-            except PublishError as error:
-                raise BusError(f"{event_type} was returned unroutable ({routing_key})") from error
-            except DeliveryError as error:
-                raise BusError(f"{event_type} was nacked by the broker") from error
+            except (PublishError, DeliveryError) as error:
+                raise (_refusal(error, event_type, routing_key) or error) from error
+            except _Expired:
+                raise BusUnavailable(
+                    f"publish of {event_type} not confirmed before the deadline"
+                ) from None
             except Exception as error:  # retried when transient
                 if not _is_transient(error):
                     raise
@@ -316,8 +382,12 @@ class Bus:
                 await self._wait_reconnected(deadline)
 
     async def _publishing_channel(self) -> aiormq.Channel:
-        if self._channel is None or self._channel.is_closed:
+        if self._channel is None or self._channel.is_closed or self._connection is None:
             raise ChannelInvalidStateError("publishing channel is not open")
+        # A robust channel's get_underlay_channel() waits for a reconnect without a deadline;
+        # the caller waits for it instead, within its own (_wait_reconnected).
+        if not self._connection.connected.is_set():
+            raise ChannelInvalidStateError("connection is being restored")
         # aio-pika's channels wrap aiormq's Channel; its abstract type lacks ``wait``.
         return cast(aiormq.Channel, await self._channel.get_underlay_channel())
 
@@ -399,6 +469,86 @@ class _Turns:
                 turn.set_result(None)  # the next publish of this id goes now
                 return
         del self._waiting[key]
+
+
+@dataclass(frozen=True)
+class RawPublish:
+    """One message for :meth:`Bus.publish_raw_many` (the arguments of :meth:`Bus.publish_raw`)."""
+
+    routing_key: str
+    body: bytes
+    event_type: str
+    event_id: str
+    correlation_id: str | None = None
+    headers: dict[str, Any] | None = None
+    exchange: str | None = None
+    key: str | None = None  # the event's partition_key (see Bus.publish_raw)
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "routing_key": self.routing_key,
+            "body": self.body,
+            "event_type": self.event_type,
+            "event_id": self.event_id,
+            "correlation_id": self.correlation_id,
+            "headers": self.headers,
+            "exchange": self.exchange,
+            "key": self.key,
+        }
+
+
+def _keyed(headers: dict[str, Any] | None, key: str | None, event_id: str) -> dict[str, Any]:
+    """``headers`` with the partition key (kept when they carry one: a retry, a replay)."""
+    return {KEY_HEADER: key or event_id, **(headers or {})}
+
+
+def _properties(
+    event_id: str, event_type: str, correlation_id: str | None, headers: dict[str, Any] | None
+) -> bytes:
+    return message_properties(event_id, event_type, correlation_id, headers or {})
+
+
+def _refusal(error: BaseException, event_type: str, routing_key: str) -> BusError | None:
+    """The broker's refusal of a publish as a BusError (None: not a refusal)."""
+    if isinstance(error, PublishError):
+        refusal = BusError(f"{event_type} was returned unroutable ({routing_key})")
+    elif isinstance(error, DeliveryError):
+        refusal = BusError(f"{event_type} was nacked by the broker")
+    else:
+        return None
+    refusal.__cause__ = error
+    return refusal
+
+
+class _Expired(Exception):
+    """A publish's deadline passed before the broker answered it."""
+
+
+async def _confirmed(confirmation: asyncio.Future[Any], deadline: float) -> None:
+    """Wait for the broker's answer until ``deadline`` (monotonic): one timer, not a Timeout
+    context per publish. Past it, the confirmation is cancelled (aiormq ignores a late ack)."""
+    if confirmation.done():
+        confirmation.result()
+        return
+    loop = asyncio.get_running_loop()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if not confirmation.done():
+            expired = True
+            confirmation.cancel()
+
+    timer = loop.call_at(_loop_time(deadline), expire)
+    try:
+        await confirmation
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if expired and (task is None or task.cancelling() == 0):
+            raise _Expired from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def _loop_time(monotonic_deadline: float) -> float:

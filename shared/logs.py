@@ -116,6 +116,13 @@ class BackgroundHandler(logging.Handler):
         self.thread.start()
         atexit.register(self.close)
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """``Handler.handle`` without its lock: ``emit`` only appends to a deque (atomic)."""
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args
         if args:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.app import create_app
 from gateway.bootstrap import Adapters, Gateway, bootstrap
-from gateway.handlers import receive_ses, receive_whatsapp
+from gateway.handlers import PUBLISH_CHUNK, receive_ses, receive_whatsapp
 from gateway.publisher import Publisher
 from gateway.sns import CertificateStore, SnsUnavailable
 from gateway.sns_http import HttpFetcher
@@ -80,6 +80,20 @@ async def test_a_broker_that_does_not_confirm_is_a_503_and_skips_are_counted_by_
     registry = gateway.service.registry
     labels = {"reason": "malformed", "field": "messages"}
     assert registry.get_sample_value("gateway_updates_skipped_total", labels) == 1.0
+
+
+async def test_a_large_webhook_is_published_in_chunks_and_answered_once_all_are_done() -> None:
+    publisher = FakePublisher()
+    gateway = faked(publisher)
+    count = 2 * PUBLISH_CHUNK + 50
+    wamids = [f"wamid.chunk.{n}" for n in range(count)]
+    body = dumps(webhook(value(messages=[message(w, "text", {"body": "Hola"}) for w in wamids])))
+    answer = await receive_whatsapp(gateway.deps, body, sign(body))
+    assert (answer.status, answer.outcome) == (200, "accepted")
+    assert [e.wamid for e in publisher.published if isinstance(e, InboundMessage)] == wamids
+    failing = faked(FakePublisher(failure=BusUnavailable("no confirm")))
+    answer = await receive_whatsapp(failing.deps, body, sign(body))
+    assert (answer.status, answer.outcome) == (503, "unavailable")
 
 
 async def test_an_sns_subscription_is_verified_and_confirmed_through_the_fetcher() -> None:

@@ -6,10 +6,11 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.encoding import encode, may_be_deep
+from gateway.encoding import MAX_PASSTHROUGH_DEPTH, encode, may_be_deep
 from gateway.handlers import signature_valid, verify_subscription
 from gateway.parser import parse_webhook
 from shared.events import (
@@ -183,6 +184,22 @@ def test_depth_guard_only_walks_bracket_heavy_bodies() -> None:
         )
     )
     assert may_be_deep(b"[" * 200)
+
+
+def test_depth_guard_reads_brackets_in_strings_as_text() -> None:
+    # Brackets inside strings never nest, whether or not the body escapes a quote (two ways of
+    # cutting the strings out); real nesting past the limit is found either way.
+    texts = ["[" * 150, "]" * 150, "{" * 150]
+    shallow = orjson.dumps({"items": [{"t": t} for t in texts] * 50})
+    quoted = orjson.dumps({"items": [{"t": f'\\"{t}\\"'} for t in texts] * 50})
+    assert b'\\"' not in shallow and b'\\"' in quoted
+    assert not may_be_deep(shallow)
+    assert not may_be_deep(quoted)
+    for innermost in ("]]", '"[['):  # the second escapes a quote
+        deep: dict[str, Any] = {"t": innermost}
+        for _ in range(MAX_PASSTHROUGH_DEPTH + 1):
+            deep = {"d": deep, "t": "]]"}
+        assert may_be_deep(orjson.dumps(deep))
 
 
 # --------------------------------------------------------------------------- properties

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from handoff.options import options_for
 from handoff.ratings import RATING_PREFIX
 from sender.validation import Prepared, prepare
 from shared.events import (
@@ -57,6 +58,8 @@ async def test_transfer_to_an_agent_whose_window_is_closed_goes_by_template() ->
     assert world.sends(CUSTOMER, late) == []
 
     await world.says(AGENT2, "/fin", name="Beto")
+    assert world.of(HandoffClosed) == []  # the transcript waits for the customer's rating
+    await world.rating_expires(code)  # the transcript goes without it
     [closed] = world.of(HandoffClosed)
     assert [(h.agent_phone, h.agent_name) for h in closed.handlers] == [
         (AGENT, "Ana"),
@@ -222,8 +225,19 @@ def tap(code: str, score: int) -> dict[str, Any]:
     return {"reply_id": f"{RATING_PREFIX}{code}:{score}"}
 
 
+async def test_the_default_profile_asks_for_the_rating() -> None:
+    assert options_for(CompanyProfile()).rating.enabled
+    world = World()  # the default profile, no handoff settings at all
+    code = await world.active_case(AGENT)
+    await world.says(AGENT, "/fin", name="Agente")
+    rating = world.sends(CUSTOMER)[-1]
+    assert isinstance(rating.content, ButtonsContent)
+    assert [b.id for b in rating.content.buttons] == [f"csat:{code}:{n}" for n in (3, 2, 1)]
+    assert world.of(HandoffClosed) == []
+
+
 async def test_the_rating_is_stored_once_and_goes_with_the_transcript() -> None:
-    world = team(rating={"enabled": True})
+    world = team()
     code = await world.active_case(AGENT)
     await world.says(AGENT, "/fin", name="Agente")
     rating = world.sends(CUSTOMER)[-1]
@@ -261,14 +275,14 @@ async def test_a_late_rating_is_not_counted_and_the_transcript_goes_at_the_deadl
 
 
 async def test_no_rating_when_the_customers_window_is_closed_or_it_is_off() -> None:
-    world = team(rating={"enabled": True})
+    world = team()
     await world.active_case(AGENT)
     world.clock.advance(hours=25)
     await world.says(AGENT, "/fin", name="Agente")
     assert len(world.of(HandoffClosed)) == 1
     assert "csat:" not in str([s.content for s in world.sends(CUSTOMER)])
 
-    off = team()
+    off = team(rating={"enabled": False})
     await off.active_case(AGENT)
     await off.says(AGENT, "/fin", name="Agente")
     assert len(off.of(HandoffClosed)) == 1
@@ -277,7 +291,7 @@ async def test_no_rating_when_the_customers_window_is_closed_or_it_is_off() -> N
 
 
 async def test_an_open_case_does_not_swallow_a_rating_tap() -> None:
-    world = team(rating={"enabled": True})
+    world = team()
     code = await world.active_case(AGENT)
     await world.says(AGENT, "/fin", name="Agente")
     await world.says(CUSTOMER, "quiero un humano")  # a new case

@@ -73,7 +73,10 @@ async def test_transfer_alerts_the_new_agent_by_template_and_the_transcript_keep
         await probe.wait_text(CUSTOMER, "Sigo yo, Juan")
 
         await agent_says(bus, probe, AGENT2, "/fin", f"Cerraste el caso #{code}")
+        await probe.wait_text(CUSTOMER, "¿Cómo te atendimos?")  # the transcript waits for it
+        await bus.publish(inbound(CUSTOMER, "😐 Regular", reply_id=f"csat:{code}:2"))
         [closed] = await wait_for(lambda: probe.of(HandoffClosed))
+        assert closed.rating == 2
         assert [h.agent_name for h in closed.handlers] == ["Ana", "Beto"]
         assert closed.agent_phone == AGENT2
         assert "[Ana le pasó el caso a Beto]" in [line.text for line in closed.transcript]
@@ -143,7 +146,7 @@ async def test_the_reply_timeout_fires_once_with_two_instances(
 async def test_the_rating_counts_once_and_a_late_one_not_at_all(
     bus: Bus, probe: Probe, team_settings: Callable[..., Settings]
 ) -> None:
-    settings = team_settings({"rating": {"enabled": True}}, HANDOFF_RATING_TIMEOUT_SECONDS=1.0)
+    settings = team_settings(HANDOFF_RATING_TIMEOUT_SECONDS=1.0)  # the rating is on by default
     async with running_handoff(settings) as app:
         code = await start_active_case(bus, probe)
         await agent_says(bus, probe, AGENT, "/fin", f"Cerraste el caso #{code}")

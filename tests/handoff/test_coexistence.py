@@ -73,6 +73,7 @@ async def test_an_echo_in_an_active_case_is_in_the_transcript_and_the_agent_is_t
     )
     assert not world.sends(BSUID, events)  # the customer has it already: nothing sent twice
     await world.says(AGENT, "/fin", name="Agente")
+    await world.rating_expires(code)  # the transcript goes at the rating's deadline
     [closed] = world.of(HandoffClosed)
     texts = [(line.author, line.text) for line in closed.transcript]
     assert (

@@ -8,10 +8,14 @@ closed and the notification arrives as the approved `handoff_agent_alert` templa
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from shared.settings import SANDBOX_DEFAULTS
+from tests.helpers import wait_for
 from tests.system.harness import System
 from tests.system.phones import Phone, text_of
 
@@ -22,7 +26,25 @@ AGENT = SANDBOX_DEFAULTS["AGENT_WHATSAPP_NUMBER"]
 AUTH = {"Authorization": f"Bearer {SANDBOX_DEFAULTS['META_WA_ACCESS_TOKEN']}"}
 
 
-async def test_runbook_through_the_sandbox(system: System) -> None:
+MAILBOX = "casos@example.com"  # the profile's people: the transcript mail goes here
+
+
+@pytest.fixture
+async def mailing_system(
+    rabbitmq_url: str, database_url: str, unique: str, tmp_path: Path
+) -> AsyncIterator[System]:
+    """The system on the default profile with ``notification_emails``: transcripts are mailed."""
+    profiles = tmp_path / "profiles.yaml"
+    profile = {"id": "default", "name": "Mensajero Demo", "notification_emails": [MAILBOX]}
+    profiles.write_text(yaml.safe_dump({"profiles": [profile]}), "utf-8")
+    system = System(unique, rabbitmq_url, database_url, tmp_path)
+    system.extra_env["COMPANY_PROFILES_FILE"] = str(profiles)
+    async with system:
+        yield system
+
+
+async def test_runbook_through_the_sandbox(mailing_system: System) -> None:
+    system = mailing_system
     customer = Phone(system, CUSTOMER, "Juan Pérez")
     agent = Phone(system, AGENT, "Ana")
 
@@ -67,6 +89,13 @@ async def test_runbook_through_the_sandbox(system: System) -> None:
     seen_by_customer = len(await customer.inbox())
     await agent.write("/fin")
     await customer.receives("terminó", after=seen_by_customer)
+    # The customer's one-tap rating, then back with the bot: writing again gets the menu.
+    rating = await customer.receives("¿Cómo te atendimos?", after=seen_by_customer)
+    assert rating["type"] == "interactive"
+    await customer.taps(rating, "😀 Muy bien")
+    await customer.receives("¡Gracias por contarnos!", after=seen_by_customer)
+    seen_by_customer = len(await customer.inbox())
+    await customer.write("Hola")
     menu = await customer.receives("asistente virtual", after=seen_by_customer)
     assert menu["type"] == "interactive"
     titles = [b["reply"]["title"] for b in menu["body"]["interactive"]["action"]["buttons"]]
@@ -75,6 +104,9 @@ async def test_runbook_through_the_sandbox(system: System) -> None:
     assert metrics['handoff_ended_total{reason="agent"}'] == 1.0
     assert metrics['handoff_relays_total{direction="to_agent"}'] == 2.0
     assert metrics['handoff_relays_total{direction="to_customer"}'] == 1.0
+    assert metrics['handoff_csat_total{profile="default",score="3"}'] == 1.0
+    [mail] = await wait_for(lambda: system.mails_to(MAILBOX), timeout=30, message="the transcript")
+    assert "Calificación del cliente" in mail["body"] and "😀 Muy bien (3 de 3)" in mail["body"]
 
 
 async def media_bytes(system: System, media_id: str) -> bytes:

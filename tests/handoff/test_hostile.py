@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from handoff.ratings import RATING_PREFIX
 from handoff.settings import Settings
 from shared.bus import Bus
 from shared.events import HandoffClosed, HandoffRequested
@@ -57,7 +58,11 @@ async def test_hostile_agent_input_is_answered_and_never_relayed(
         await agent_says(f"/tomar {code.lower()}", f"Tomaste el caso #{code}")
         await agent_says(f"/tomar {code}", f"El caso #{code} ya es tuyo")
         await agent_says("/fin", f"Cerraste el caso #{code}")
-        await wait_for(lambda: probe.of(HandoffClosed))
+        await probe.wait_text(CUSTOMER, "¿Cómo te atendimos?")  # the rating: one tap
+        await bus.publish(inbound(CUSTOMER, "😀 Muy bien", reply_id=f"{RATING_PREFIX}{code}:3"))
+        await probe.wait_text(CUSTOMER, "¡Gracias por contarnos!")
+        [closed] = await wait_for(lambda: probe.of(HandoffClosed))
+        assert closed.rating == 3
         seen_by_customer = len(probe.sends(CUSTOMER))
 
         # ...then commands and text for the closed case.

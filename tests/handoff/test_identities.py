@@ -71,7 +71,11 @@ async def test_relays_both_ways_and_fin_with_a_phone_less_customer() -> None:
     events = await world.says(AGENT, "/fin", name="Agente")
     to_customer = world.sends(BSUID, events)
     assert "terminó" in body(to_customer[0]) and isinstance(to_customer[1].content, ButtonsContent)
+    assert f"csat:{code}:3" in str(to_customer[1].content)  # the rating, at their BSUID
+    thanks = await world.rates(code, 3, phone=None, **ANA)
+    assert [body(s) for s in world.sends(BSUID, thanks)] == ["¡Gracias por contarnos!"]
     [closed] = world.of(HandoffClosed)
+    assert closed.rating == 3
     assert closed.customer.user_id == BSUID and closed.customer.username == "ana"
     assert [line.author for line in closed.transcript] == ["customer", "agent", "customer"]
 
@@ -119,7 +123,10 @@ async def test_a_number_change_mid_case_keeps_the_case() -> None:
     assert len(world.of(HandoffRequested)) == 1
 
     await world.says(AGENT, "/fin", name="Agente")
+    assert f"csat:{code}:3" in str(world.sends(NEW_PHONE)[-1].content)  # the rating
+    await world.rates(code, 3, phone=NEW_PHONE, user_id=NEW_BSUID)  # from the new number
     [closed] = world.of(HandoffClosed)
+    assert closed.rating == 3
     assert (closed.customer.phone, closed.customer.user_id) == (NEW_PHONE, NEW_BSUID)
     [note] = [line for line in closed.transcript if line.author == "system"]
     assert f"{CUSTOMER} → {NEW_PHONE}" in note.text
@@ -187,6 +194,7 @@ async def test_a_system_message_never_reaches_the_bot_or_the_agent() -> None:
     events = await world.says(CUSTOMER, None, message_type="system", system=notice)
     assert events == []
     await world.says(AGENT, "/fin", name="Agente")
+    await world.rating_expires(code)  # the transcript goes at the rating's deadline
     [closed] = world.of(HandoffClosed)
     notes = [line.text for line in closed.transcript if line.author == "system"]
     assert notes == ["[aviso de WhatsApp] El código de seguridad cambió"]

@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from handoff.bootstrap import Adapters
+from handoff.ratings import RATING_PREFIX
 from handoff.settings import Settings
 from shared.bus import Bus
 from shared.events import (
@@ -85,9 +86,15 @@ async def test_a_phone_less_customer_is_answered_reaches_an_agent_and_comes_back
 
         await bus.publish(inbound(AGENT, "/fin", name="Agente"))
         await probe.wait_text(BSUID, "terminó")
-        await wait_for(lambda: menus(probe, BSUID) == 2)
+        await probe.wait_text(BSUID, "¿Cómo te atendimos?")  # the rating, at her BSUID
+        await bus.publish(inbound(None, "😀 Muy bien", reply_id=f"{RATING_PREFIX}{code}:3", **ANA))
+        await probe.wait_text(BSUID, "¡Gracias por contarnos!")
         [closed] = await wait_for(lambda: probe.of(HandoffClosed))
         assert (closed.customer.user_id, closed.customer.username) == (BSUID, "ana")
+        assert closed.rating == 3
+        await bus.publish(inbound(None, "Hola de nuevo", **ANA))  # back with the bot
+        await wait_for(lambda: menus(probe, BSUID) == 3)  # the menu, the rating, the menu
+        assert RATING_PREFIX not in str(probe.sends(BSUID)[-1].content)
     assert all(send.to_phone is None for send in probe.sends(BSUID))
 
 
@@ -116,7 +123,11 @@ async def test_an_identity_change_mid_case_keeps_the_case(
         await probe.wait_text(NEW_PHONE, "Perfecto, sigo acá")
 
         await bus.publish(inbound(AGENT, "/fin", name="Agente"))
+        await probe.wait_text(NEW_PHONE, "¿Cómo te atendimos?")  # the rating, at the new number
+        tap = f"{RATING_PREFIX}{code}:2"
+        await bus.publish(inbound(NEW_PHONE, "😐 Regular", user_id=NEW_BSUID, reply_id=tap))
         [closed] = await wait_for(lambda: probe.of(HandoffClosed))
+    assert closed.rating == 2
     assert len(probe.of(HandoffRequested)) == 1
     assert (closed.customer.phone, closed.customer.user_id) == (NEW_PHONE, NEW_BSUID)
     notes = [line.text for line in closed.transcript if line.author == "system"]

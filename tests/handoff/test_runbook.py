@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from handoff.ratings import RATING_PREFIX
 from handoff.settings import Settings
 from shared.bus import Bus
 from shared.events import (
@@ -72,9 +73,17 @@ async def test_runbook_customer_reaches_a_human_and_comes_back_to_the_bot(
         await bus.publish(inbound(AGENT, "/fin", name="Agente"))
         await probe.wait_text(CUSTOMER, "terminó")
         await probe.wait_text(AGENT, f"Cerraste el caso #{code}")
-        await wait_for(lambda: isinstance(probe.sends(CUSTOMER)[-1].content, ButtonsContent))
+        # The customer's one-tap rating; the transcript waits for the answer.
+        rating = await probe.wait_text(CUSTOMER, "¿Cómo te atendimos?")
+        assert isinstance(rating.content, ButtonsContent)
+        tap = rating.content.buttons[0]
+        assert tap.id == f"{RATING_PREFIX}{code}:3"
+        assert probe.of(HandoffClosed) == []
+        await bus.publish(inbound(CUSTOMER, tap.title, reply_id=tap.id))
+        await probe.wait_text(CUSTOMER, "¡Gracias por contarnos!")
         [closed] = await wait_for(lambda: probe.of(HandoffClosed))
         assert closed.end_reason == "agent"
+        assert (closed.rating, closed.rating_label) == (3, "😀 Muy bien")
         authors = [line.author for line in closed.transcript]
         assert authors == ["customer", "agent", "customer"]
 
@@ -92,6 +101,8 @@ async def test_runbook_customer_reaches_a_human_and_comes_back_to_the_bot(
             for d in ("to_agent", "to_customer")
         }
         assert relays == {"to_agent": 1, "to_customer": 1}
+        csat = registry.get_sample_value("handoff_csat_total", {"profile": "default", "score": "3"})
+        assert csat == 1
 
         # Back with the bot: "Hola" gets the menu again, nothing goes to the agent.
         before = len(probe.sends(AGENT))
@@ -103,6 +114,8 @@ async def test_runbook_customer_reaches_a_human_and_comes_back_to_the_bot(
                 == menus + 1
             )
         )
+        menu = probe.sends(CUSTOMER)[-1].content
+        assert isinstance(menu, ButtonsContent) and RATING_PREFIX not in str(menu)  # the menu
         assert len(probe.sends(AGENT)) == before
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from handoff.ratings import RATING_PREFIX
 from sender.validation import Prepared, prepare
 from shared.events import (
     BotMessage,
@@ -222,18 +223,30 @@ async def test_customer_can_end_and_agent_is_told() -> None:
     code = await world.active_case()
     events = await world.says(CUSTOMER, "Salir")
     assert f"El cliente cerró el caso #{code}" in body(world.sends(AGENT, events)[0])
-    assert isinstance(world.sends(CUSTOMER, events)[-1].content, ButtonsContent)
+    rating = world.sends(CUSTOMER, events)[-1].content
+    assert isinstance(rating, ButtonsContent)
+    assert [b.id for b in rating.buttons] == [f"{RATING_PREFIX}{code}:{n}" for n in (3, 2, 1)]
+    assert world.of(HandoffClosed) == []  # it waits for the rating
+
+    thanks = await world.rates(code, 2)
+    assert [body(s) for s in world.sends(CUSTOMER, thanks)] == ["¡Gracias por contarnos!"]
     [closed] = world.of(HandoffClosed)
-    assert closed.end_reason == "customer"
+    assert (closed.end_reason, closed.rating) == ("customer", 2)
+    again = await world.says(CUSTOMER, "hola")  # back with the bot
+    assert isinstance(world.sends(CUSTOMER, again)[-1].content, ButtonsContent)
+    assert RATING_PREFIX not in str(world.sends(CUSTOMER, again)[-1].content)
 
 
 async def test_bot_command_returns_the_customer_to_the_bot() -> None:
     world = World()
-    await world.active_case()
+    code = await world.active_case()
     events = await world.says(AGENT, "/bot", name="Agente")
     texts = world.sends(CUSTOMER, events)
     assert "asistente virtual" in body(texts[0])
-    assert isinstance(texts[1].content, ButtonsContent)
+    assert f"{RATING_PREFIX}{code}:3" in str(texts[1].content)  # the rating first
+    again = await world.says(CUSTOMER, "hola")  # back with the bot: the menu
+    [menu] = world.sends(CUSTOMER, again)
+    assert isinstance(menu.content, ButtonsContent) and RATING_PREFIX not in str(menu.content)
 
 
 async def test_idle_timer_closes_only_after_real_inactivity() -> None:
@@ -248,8 +261,11 @@ async def test_idle_timer_closes_only_after_real_inactivity() -> None:
     events = await world.fire(code, "idle")
     assert "falta de actividad" in body(world.sends(CUSTOMER, events)[0])
     assert "falta de actividad" in body(world.sends(AGENT, events)[0])
+    assert RATING_PREFIX in str(world.sends(CUSTOMER, events)[-1].content)
+    assert world.of(HandoffClosed) == []  # it waits for the rating, until its deadline
+    await world.rating_expires(code)
     [closed] = world.of(HandoffClosed)
-    assert closed.end_reason == "idle"
+    assert (closed.end_reason, closed.rating) == ("idle", None)
 
 
 async def test_queue_timeout_can_keep_waiting() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from handoff.config import HandoffConfig
 from handoff.outcome import Outcome
+from handoff.ratings import RATING_PREFIX
 from shared.events import Event, HandoffRequested, Identity, InboundMessage, SendMessage
 from shared.profiles import CompanyProfile, Profiles
 from shared.signals import IdentityChanged
@@ -70,6 +71,17 @@ class World:
     async def fire(self, code: str, kind: str) -> list[Event]:
         timer = Timer(1, code, kind, self.clock.now)
         return await self._record(await self.core.on_timer(self.repo, timer))
+
+    async def rates(
+        self, code: str, score: int, phone: str | None = CUSTOMER, **kw: Any
+    ) -> list[Event]:
+        """The customer taps case ``code``'s rating button ``score`` (3 best)."""
+        return await self.says(phone, None, reply_id=f"{RATING_PREFIX}{code}:{score}", **kw)
+
+    async def rating_expires(self, code: str) -> list[Event]:
+        """The deadline of case ``code``'s rating comes, unanswered."""
+        self.clock.now = self.repo.timers[(code, "rating")].due_at
+        return await self.fire(code, "rating")
 
     def sends(self, to: str, events: Sequence[Event] | None = None) -> list[SendMessage]:
         found = events if events is not None else self.events

@@ -38,9 +38,17 @@ class Phone:
         return {"from": self.number, "name": self.name}
 
     async def write(self, text: str, **extra: Any) -> None:
+        await self._inbound(text=text, **extra)
+
+    async def taps(self, message: dict[str, Any], title: str) -> None:
+        """The phone taps the reply button ``title`` of ``message`` (Meta's ``button_reply``)."""
+        buttons = message["body"]["interactive"]["action"]["buttons"]
+        [reply] = [b["reply"] for b in buttons if b["reply"]["title"] == title]
+        await self._inbound(button_reply=reply, context_id=message["wamid"])
+
+    async def _inbound(self, **fields: Any) -> None:
         answer = await self.system.post_json(
-            f"{self.system.url('sandbox')}/_sandbox/inbound",
-            {**self.sender, "text": text, **extra},
+            f"{self.system.url('sandbox')}/_sandbox/inbound", {**self.sender, **fields}
         )
         assert answer["gateway_status"] == 200
 

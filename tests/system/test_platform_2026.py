@@ -140,7 +140,11 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System, uni
 
     # A colleague answers from the WhatsApp Business app: the agent of the case is told.
     seen = len(await agent.inbox())
-    await emit(system, "smb_message_echoes", customer=HIDDEN, text="Ana, ya te mandamos el código")
+    echo = await emit(
+        system, "smb_message_echoes", customer=HIDDEN, text="Ana, ya te mandamos el código"
+    )
+    [change] = echo["payload"]["entry"][0]["changes"]
+    quiet_until = int(change["value"]["message_echoes"][0]["timestamp"]) + QUIET_SECONDS
     told = text_of(await agent.receives("desde la app de WhatsApp Business", after=seen))
     assert "@ana.compras" in told and "ya te mandamos el código" in told, told
 
@@ -150,14 +154,27 @@ async def test_customer_without_phone_talks_to_bot_and_agent(system: System, uni
     seen = len(await customer.inbox())
     await agent.write("/fin")
     await customer.receives("terminó", after=seen)
+    # Her one-tap rating, at her BSUID; then she is back with the bot.
+    rating = await customer.receives("¿Cómo te atendimos?", after=seen)
+    await customer.taps(rating, "😐 Regular")
+    await customer.receives("¡Gracias por contarnos!", after=seen)
+    # The app's echo quieted the bot for her: once that is over, writing again gets the menu.
+    await wait_for(
+        lambda: time.time() > quiet_until + 0.1,
+        timeout=QUIET_SECONDS + 1,
+        message="the end of the quiet period",
+    )
+    seen = len(await customer.inbox())
+    await customer.write("Hola de nuevo")
     back = await customer.receives(MENU, after=seen)
     assert back["type"] == "interactive"
     metrics = await system.metrics("handoff")
     assert metrics['handoff_ended_total{reason="agent"}'] == 1.0
     assert metrics['handoff_relays_total{direction="to_customer"}'] == 1.0
-    # The transcript mailed to the company names her by username, the app's echo included.
+    # The transcript mailed to the company names her by username, the app's echo included,
+    # and carries her rating.
     transcript = await the_one_mail(system, team(unique))
-    for expected in ("@ana.compras", "Mi pedido no llegó", "ya te mandamos el código"):
+    for expected in ("@ana.compras", "Mi pedido no llegó", "ya te mandamos el código", "2 de 3"):
         assert expected in transcript, transcript
     assert not phones_in(transcript), transcript
 

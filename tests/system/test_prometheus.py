@@ -156,8 +156,9 @@ async def all_targets_up(prometheus: Prometheus) -> bool:
 
 
 async def conversation(system: System) -> None:
-    """A customer asks for a person, the agent claims, answers and closes; a second customer's
-    answer fails (Meta's 131026: undeliverable)."""
+    """A customer asks for a person, the agent claims, answers and closes, the customer rates the
+    case and is back with the bot; a second customer's answer fails (Meta's 131026:
+    undeliverable)."""
     customer = Phone(system, "+5491135722871", "Usuario")
     agent = Phone(system, AGENT, "Agente")
     await customer.write("Hola")
@@ -168,6 +169,11 @@ async def conversation(system: System) -> None:
     await customer.receives("Hola, soy Ana")
     seen = len(await customer.inbox())
     await agent.write("/fin")
+    rating = await customer.receives("¿Cómo te atendimos?", after=seen)  # the one-tap rating
+    await customer.taps(rating, "😀 Muy bien")
+    await customer.receives("¡Gracias por contarnos!", after=seen)
+    seen = len(await customer.inbox())
+    await customer.write("Hola")  # back with the bot
     await customer.receives("asistente virtual", after=seen)
 
     unreachable = "+5491144440000"

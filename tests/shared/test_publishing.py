@@ -1,0 +1,102 @@
+"""Publishes written together (shared.publishing): the frames as pamqp writes them, and on a real
+RabbitMQ one write-queue frame for a turn's publishes, each with its own broker answer."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pamqp import commands as spec
+
+from shared.bus import Bus, BusError, QueueSpec, RawPublish
+from shared.events import ErrorReported
+from shared.publishing import message_properties
+
+ids = st.text(max_size=90)
+
+
+@given(
+    message_id=ids,
+    message_type=ids,
+    correlation_id=st.none() | ids,
+    headers=st.dictionaries(
+        st.text(max_size=5), st.integers(-(2**63), 2**63 - 1) | ids, max_size=2
+    ),
+)
+def test_properties_are_written_as_pamqp_writes_them(
+    message_id: str, message_type: str, correlation_id: str | None, headers: dict[str, Any]
+) -> None:
+    expected = spec.Basic.Properties(
+        delivery_mode=2,
+        content_type="application/json",
+        message_id=message_id,
+        message_type=message_type,
+        correlation_id=correlation_id,
+        headers=headers,
+    ).marshal()
+    assert message_properties(message_id, message_type, correlation_id, headers) == expected
+
+
+def test_a_short_string_past_amqps_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="255"):
+        message_properties("é" * 128, "t", None, {})
+
+
+@pytest.mark.integration
+async def test_a_turns_publishes_are_one_write_each_answered_on_its_own(bus: Bus) -> None:
+    await bus.declare_service_queue(QueueSpec(service="svc", routing_keys=["error.#"]))
+    channel = await bus._publishing_channel()
+    queue = channel.write_queue
+    puts: list[object] = []
+    put_nowait = queue.put_nowait
+
+    def counted(frame: Any) -> None:
+        puts.append(frame)
+        put_nowait(frame)
+
+    queue.put_nowait = counted  # type: ignore[method-assign,assignment]
+    try:
+        routed = [ErrorReported(service="t", error_type="k", message=str(n)) for n in range(150)]
+        results = await asyncio.gather(
+            *(bus.publish(event) for event in routed),
+            *(
+                bus.publish_raw(
+                    routing_key="nothing.bound",
+                    body=b"{}",
+                    event_type="nothing.bound",
+                    event_id=f"unbound-{n}",
+                )
+                for n in range(150)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        queue.put_nowait = put_nowait  # type: ignore[method-assign]
+    assert results[:150] == [None] * 150
+    assert all(isinstance(r, BusError) and "unroutable" in str(r) for r in results[150:])
+    assert 1 <= len(puts) <= 3, f"{len(puts)} writes for 300 publishes"
+    inspect = await bus.connection.channel()
+    try:
+        declared = await inspect.declare_queue(bus.names.queue("svc"), passive=True)
+        assert declared.declaration_result.message_count == 150
+    finally:
+        await inspect.close()
+
+
+@pytest.mark.integration
+async def test_many_publishes_of_one_id_at_once_each_get_their_own_answer(bus: Bus) -> None:
+    # One id several times in one call and in another in flight (Meta repeating a webhook):
+    # returns are matched by message id, so each waits its turn and gets its own answer.
+    await bus.declare_service_queue(QueueSpec(service="svc", routing_keys=["error.#"]))
+    routed = RawPublish("error.x", b"{}", "error.x", "same-id")
+    unbound = RawPublish("nothing.bound", b"{}", "nothing.bound", "same-id")
+    first, second = await asyncio.gather(
+        bus.publish_raw_many([routed, unbound, routed, unbound]),
+        bus.publish_raw_many([unbound, routed]),
+    )
+    kinds = [None if r is None else "unroutable" in str(r) for r in [*first, *second]]
+    assert kinds == [None, True, None, True, True, None]
+    assert "same-id" not in bus._publishing
