@@ -7,7 +7,15 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from shared.bus import KEY_HEADER, Bus, Delivery, PartitionMismatch, QueueSpec, partition
+from shared.bus import (
+    KEY_HEADER,
+    Bus,
+    Delivery,
+    PartitionMismatch,
+    QueueSpec,
+    RawPublish,
+    partition,
+)
 from shared.events import Event, InboundMessage
 from shared.partitions import Holders, PartitionLeases, to_release, to_take
 from tests.handoff.support import inbound
@@ -83,8 +91,19 @@ async def test_one_key_always_lands_in_one_partition_and_keys_spread(bus: Bus) -
 
     await bus.declare_service_queue(spec())
     for n in range(40):
-        for _ in range(3):
+        for _ in range(2):
             await bus.publish(inbound(customer(n), "hola"))
+    # The gateway's way: many at once through the batcher, each with its key.
+    batch = [inbound(customer(n), "hola") for n in range(40)]
+    outcomes = await bus.publish_raw_many(
+        [
+            RawPublish(
+                e.type, e.model_dump_json().encode(), e.type, e.event_id, key=e.partition_key()
+            )
+            for e in batch
+        ]
+    )
+    assert outcomes == [None] * 40
     channel = await bus.connection.channel()
     try:
         for index in range(4):
