@@ -30,21 +30,17 @@ never a silent success. A publish that meets a reconnect is retried until its de
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aio_pika
 import aiormq
 from aio_pika.abc import (
     AbstractChannel,
-    AbstractIncomingMessage,
-    AbstractQueue,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import (
@@ -53,12 +49,24 @@ from aio_pika.exceptions import (
     DeliveryError,
     PublishError,
 )
-from pydantic import ValidationError
 
 from shared import topology
-from shared.events import Event, UnknownEventType, parse_event
+from shared.consumer import ATTEMPT_HEADER as ATTEMPT_HEADER
+from shared.consumer import ERROR_HEADER as ERROR_HEADER
+from shared.consumer import Consumer as Consumer
+from shared.consumer import Delivery as Delivery
+from shared.consumer import Handler as Handler
+from shared.consumer import Reject as Reject
+from shared.consumer import RetryLater as RetryLater
+from shared.events import Event
 from shared.logs import describe
-from shared.publishing import PublishBatcher, message_properties
+from shared.publishing import (
+    Expired,
+    PublishBatcher,
+    SameIdTurns,
+    confirmed,
+    message_properties,
+)
 
 # Re-exported: the topology's names are part of the bus's interface.
 from shared.topology import DEFAULT_RETRY_TIERS_MS as DEFAULT_RETRY_TIERS_MS
@@ -71,8 +79,6 @@ from shared.topology import partition as partition
 
 log = logging.getLogger("mensajero.bus")
 
-ATTEMPT_HEADER = "x-mensajero-attempt"
-ERROR_HEADER = "x-mensajero-error"
 # The gateway parks events no queue is bound for in ``P.gateway.unrouted``, each with the
 # routing key it was meant for in this header (replayed by ``python -m shared.replay``).
 UNROUTED_SERVICE = "gateway.unrouted"
@@ -86,18 +92,6 @@ class BusError(Exception):
 
 class BusUnavailable(BusError):
     pass
-
-
-class RetryLater(Exception):  # it is a signal, not an error
-    """Raised by a handler: try this message again after ``delay`` seconds."""
-
-    def __init__(self, reason: str, delay: float | None = None) -> None:
-        super().__init__(reason)
-        self.delay = delay
-
-
-class Reject(Exception):
-    """Raised by a handler: this message can never succeed; dead-letter it now."""
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -126,7 +120,7 @@ class Bus:
         self._inspect_channel: AbstractChannel | None = None
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
-        self._publishing = _Turns()
+        self._publishing = SameIdTurns()
         self._batcher = PublishBatcher()
 
     # ------------------------------------------------------------------ lifecycle
@@ -259,7 +253,10 @@ class Bus:
         # aiormq matches a broker's return to its publish by message id: publishes in flight
         # with the same id (one event published twice at once) would take each other's answer.
         if event_id in self._publishing:
-            await self._publishing.wait_turn(event_id, deadline)
+            try:
+                await self._publishing.wait_turn(event_id, deadline)
+            except Expired:
+                raise BusUnavailable("publish not confirmed before the deadline") from None
         else:
             self._publishing.enter(event_id)
         try:
@@ -367,11 +364,11 @@ class Bus:
                     message_id=event_id,
                     properties=properties,
                 )
-                await _confirmed(confirmation, deadline)
+                await confirmed(confirmation, deadline)
                 return
             except (PublishError, DeliveryError) as error:
                 raise (_refusal(error, event_type, routing_key) or error) from error
-            except _Expired:
+            except Expired:
                 raise BusUnavailable(
                     f"publish of {event_type} not confirmed before the deadline"
                 ) from None
@@ -427,50 +424,6 @@ class Bus:
             self._consumers.remove(consumer)
 
 
-class _Turns:
-    """Publishes of one message id, one after another (a queue of waiters per id in flight)."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._waiting
-
-    def enter(self, key: str) -> None:
-        self._waiting[key] = collections.deque()
-
-    async def wait_turn(self, key: str, deadline: float) -> None:
-        """Wait until the publishes ahead with ``key`` are done; the turn is then ours."""
-        turn = asyncio.get_running_loop().create_future()
-        self._waiting[key].append(turn)
-        try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
-                await turn
-        except TimeoutError:
-            self._abandon(key, turn)
-            raise BusUnavailable("publish not confirmed before the deadline") from None
-        except BaseException:
-            self._abandon(key, turn)
-            raise
-
-    def _abandon(self, key: str, turn: asyncio.Future[None]) -> None:
-        if turn.done() and not turn.cancelled():
-            self.leave(key)  # it was handed to us just as we gave up: pass it on
-        else:
-            turn.cancel()
-
-    def leave(self, key: str) -> None:
-        waiting = self._waiting.get(key)
-        if waiting is None:
-            return
-        while waiting:
-            turn = waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)  # the next publish of this id goes now
-                return
-        del self._waiting[key]
-
-
 @dataclass(frozen=True)
 class RawPublish:
     """One message for :meth:`Bus.publish_raw_many` (the arguments of :meth:`Bus.publish_raw`)."""
@@ -518,258 +471,6 @@ def _refusal(error: BaseException, event_type: str, routing_key: str) -> BusErro
         return None
     refusal.__cause__ = error
     return refusal
-
-
-class _Expired(Exception):
-    """A publish's deadline passed before the broker answered it."""
-
-
-async def _confirmed(confirmation: asyncio.Future[Any], deadline: float) -> None:
-    """Wait for the broker's answer until ``deadline`` (monotonic): one timer, not a Timeout
-    context per publish. Past it, the confirmation is cancelled (aiormq ignores a late ack)."""
-    if confirmation.done():
-        confirmation.result()
-        return
-    loop = asyncio.get_running_loop()
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        if not confirmation.done():
-            expired = True
-            confirmation.cancel()
-
-    timer = loop.call_at(_loop_time(deadline), expire)
-    try:
-        await confirmation
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if expired and (task is None or task.cancelling() == 0):
-            raise _Expired from None
-        raise
-    finally:
-        timer.cancel()
-
-
-def _loop_time(monotonic_deadline: float) -> float:
-    loop = asyncio.get_running_loop()
-    return loop.time() + (monotonic_deadline - time.monotonic())
-
-
-@dataclass
-class Delivery:
-    """What a handler knows about the delivery besides the event."""
-
-    attempt: int  # 1 on the first delivery
-    redelivered: bool
-
-
-Handler = Callable[[Event, Delivery], Awaitable[None]]
-
-
-@dataclass
-class Consumer:
-    """Consumes a service's work queues (one, or the partitions it was given): ack after the
-    handler returns, retry tiers, dead-letter.
-
-    With ``key``, messages that share a key run one after another in arrival order while other
-    keys run concurrently (up to ``concurrency`` per queue).
-    """
-
-    bus: Bus
-    spec: QueueSpec
-    handler: Handler
-    concurrency: int = 16
-    key: Callable[[Event], str | None] | None = None
-    max_attempts: int | None = None
-    _channel: AbstractChannel | None = None
-    _queues: dict[str, tuple[AbstractQueue, str]] = field(default_factory=dict)
-    _in_flight: dict[str, set[asyncio.Task[None]]] = field(default_factory=dict)
-    _tails: dict[str, asyncio.Future[None]] = field(default_factory=dict)
-    _stopped: bool = False
-
-    @property
-    def attempts_allowed(self) -> int:
-        return self.max_attempts or len(self.spec.retry_tiers_ms) + 1
-
-    @property
-    def consuming(self) -> list[str]:
-        """The work queues (``S`` of ``P.S``) it takes messages from now."""
-        return list(self._queues)
-
-    async def start(self, queues: Sequence[str] | None = None) -> None:
-        """Consume ``queues`` (None: every work queue of the spec; empty: none yet)."""
-        self._channel = await self.bus.connection.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=self.concurrency)
-        for name in self.spec.queues if queues is None else queues:
-            await self.resume(name)
-
-    async def resume(self, name: str) -> None:
-        """Take messages from the work queue ``name`` too."""
-        if self._stopped or self._channel is None or name in self._queues:
-            return
-        queue = await self._channel.get_queue(self.bus.names.queue(name))
-        tag = await queue.consume(functools.partial(self._on_message, name), no_ack=False)
-        self._queues[name] = (queue, tag)
-
-    async def pause(self, name: str, *, grace: float = 10.0) -> None:
-        """Stop taking messages from ``name``; its in-flight ones finish within ``grace`` (the
-        rest go back to the queue, in order, for the next consumer)."""
-        queue, tag = self._queues.pop(name, (None, None))
-        if queue is not None and tag is not None:
-            # Bounded: on a connection that is gone the cancel would wait for its return.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(queue.cancel(tag), max(grace, 1.0))
-        await self._drain(self._in_flight.get(name, set()), grace)
-
-    async def stop(self, *, grace: float = 10.0) -> None:
-        """Stop taking messages, let in-flight ones finish within ``grace``, then close."""
-        self._stopped = True
-        await asyncio.gather(*(self.pause(name, grace=grace) for name in list(self._queues)))
-        await self._drain({task for tasks in self._in_flight.values() for task in tasks}, grace)
-        if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._channel.close()
-            self._channel = None
-        self.bus._forget(self)
-
-    async def _drain(self, tasks: set[asyncio.Task[None]], grace: float) -> None:
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(set(tasks), timeout=grace)
-        for task in pending:
-            task.cancel()
-        if pending:
-            log.warning("%d in-flight message(s) left for redelivery", len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _on_message(self, name: str, message: AbstractIncomingMessage) -> None:
-        task = asyncio.current_task()
-        tasks = self._in_flight.setdefault(name, set())
-        if task is not None:
-            tasks.add(task)
-        try:
-            await self._process(name, message)
-        finally:
-            if task is not None:
-                tasks.discard(task)
-
-    async def _process(self, name: str, message: AbstractIncomingMessage) -> None:
-        try:
-            event = parse_event(message.type or "", message.body)
-        except (UnknownEventType, ValidationError, ValueError) as error:
-            log.error(
-                "unreadable message dead-lettered: queue=%s type=%s error=%s",
-                self.spec.service,
-                message.type,
-                str(error).splitlines()[0],
-            )
-            await message.reject(requeue=False)
-            return
-
-        # Register in this key's chain before any await, so arrival order is kept.
-        key = self.key(event) if self.key is not None else None
-        previous: asyncio.Future[None] | None = None
-        mine: asyncio.Future[None] | None = None
-        if key is not None:
-            previous = self._tails.get(key)
-            mine = asyncio.get_running_loop().create_future()
-            self._tails[key] = mine
-        try:
-            if previous is not None:
-                await asyncio.shield(previous)
-            await self._handle(name, event, message)
-        finally:
-            if mine is not None and key is not None:
-                mine.set_result(None)
-                if self._tails.get(key) is mine:
-                    del self._tails[key]
-
-    async def _handle(self, name: str, event: Event, message: AbstractIncomingMessage) -> None:
-        headers = message.headers or {}
-        previous_attempts = headers.get(ATTEMPT_HEADER, 0)
-        attempt = (previous_attempts if isinstance(previous_attempts, int) else 0) + 1
-        delivery = Delivery(attempt=attempt, redelivered=bool(message.redelivered))
-        try:
-            await self.handler(event, delivery)
-        except asyncio.CancelledError:
-            # Shutting down mid-message: give it back, it will be redelivered.
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
-            raise
-        except Reject as error:
-            log.error(
-                "message rejected: type=%s id=%s reason=%s", event.type, event.event_id, error
-            )
-            await message.reject(requeue=False)
-            return
-        except Exception as error:  # every failure is retried or dead-lettered
-            await self._retry_or_dead_letter(name, event, message, attempt, error)
-            return
-        await message.ack()
-
-    async def _retry_or_dead_letter(
-        self,
-        name: str,
-        event: Event,
-        message: AbstractIncomingMessage,
-        attempt: int,
-        error: Exception,
-    ) -> None:
-        """Park it in the wait tier of its own queue ``name`` (a partition's: it returns there)."""
-        reason = f"{type(error).__name__}: {error}"
-        tiers = list(self.spec.retry_tiers_ms)
-        if attempt >= self.attempts_allowed or not tiers:
-            log.error(
-                "message dead-lettered after %d attempt(s): type=%s id=%s error=%s",
-                attempt,
-                event.type,
-                event.event_id,
-                reason,
-            )
-            await message.reject(requeue=False)
-            return
-        delay = error.delay if isinstance(error, RetryLater) else None
-        tier = _choose_tier(tiers, attempt, delay)
-        if not isinstance(error, RetryLater):
-            log.warning(
-                "handler failed, retrying in %d ms: type=%s id=%s attempt=%d error=%s",
-                tier,
-                event.type,
-                event.event_id,
-                attempt,
-                reason,
-            )
-        try:
-            await self.bus.publish_raw(
-                routing_key=self.bus.names.wait_queue(name, tier),
-                body=message.body,
-                event_type=event.type,
-                event_id=event.event_id,
-                correlation_id=event.correlation_id,
-                headers={
-                    **(message.headers or {}),
-                    ATTEMPT_HEADER: attempt,
-                    ERROR_HEADER: reason[:500],
-                },
-                exchange="",
-            )
-        except Exception:  # could not park it: let the broker redeliver it
-            log.exception("could not schedule a retry; returning the message to the queue")
-            await message.nack(requeue=True)
-            return
-        await message.ack()
-
-
-def _choose_tier(tiers: list[int], attempt: int, delay: float | None) -> int:
-    """The wait tier for a retry: the first at least ``delay``, else by attempt (exponential)."""
-    if delay is not None:
-        wanted = int(delay * 1000)
-        for tier in tiers:
-            if tier >= wanted:
-                return tier
-        return tiers[-1]
-    return tiers[min(attempt - 1, len(tiers) - 1)]
 
 
 def _redact(url: str) -> str:

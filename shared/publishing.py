@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,3 +203,86 @@ class PublishBatcher:
                 except TimeoutError:
                     continue
             self._backlog.popleft()
+
+
+# --- waiting for the broker, and one publish per message id at a time (used by shared.bus)
+
+
+class Expired(Exception):
+    """A publish's deadline passed before the broker answered it."""
+
+
+async def confirmed(confirmation: asyncio.Future[Any], deadline: float) -> None:
+    """Wait for the broker's answer until ``deadline`` (monotonic): one timer, not a Timeout
+    context per publish. Past it, the confirmation is cancelled (aiormq ignores a late ack)."""
+    if confirmation.done():
+        confirmation.result()
+        return
+    loop = asyncio.get_running_loop()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if not confirmation.done():
+            expired = True
+            confirmation.cancel()
+
+    timer = loop.call_at(loop_time(deadline), expire)
+    try:
+        await confirmation
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if expired and (task is None or task.cancelling() == 0):
+            raise Expired from None
+        raise
+    finally:
+        timer.cancel()
+
+
+def loop_time(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())
+
+
+class SameIdTurns:
+    """Publishes of one message id, one after another (a queue of waiters per id in flight)."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._waiting
+
+    def enter(self, key: str) -> None:
+        self._waiting[key] = collections.deque()
+
+    async def wait_turn(self, key: str, deadline: float) -> None:
+        """Wait until the publishes ahead with ``key`` are done; the turn is then ours."""
+        turn = asyncio.get_running_loop().create_future()
+        self._waiting[key].append(turn)
+        try:
+            async with asyncio.timeout_at(loop_time(deadline)):
+                await turn
+        except TimeoutError:
+            self._abandon(key, turn)
+            raise Expired from None
+        except BaseException:
+            self._abandon(key, turn)
+            raise
+
+    def _abandon(self, key: str, turn: asyncio.Future[None]) -> None:
+        if turn.done() and not turn.cancelled():
+            self.leave(key)  # it was handed to us just as we gave up: pass it on
+        else:
+            turn.cancel()
+
+    def leave(self, key: str) -> None:
+        waiting = self._waiting.get(key)
+        if waiting is None:
+            return
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the next publish of this id goes now
+                return
+        del self._waiting[key]
