@@ -359,6 +359,7 @@ async def run() -> dict[str, float]:
         with contextlib.suppress(Exception):
             await channel.queue_delete(f"{prefix}.sink")
             await channel.queue_delete(f"{prefix}.gateway.unrouted")
+            await channel.queue_delete(f"{prefix}.gateway.feed")
             await channel.exchange_delete(prefix)
             await channel.exchange_delete(f"{prefix}.dlx")
         await connection.close()
