@@ -282,29 +282,11 @@ class Bus:
             channel = None
         try:
             for index, item in enumerate(items):
-                if channel is None or item.event_id in self._publishing:
+                confirmation = self._start_publish(channel, item)
+                if confirmation is None:
                     alone.append(index)
-                    continue
-                properties = _properties(
-                    item.event_id,
-                    item.event_type,
-                    item.correlation_id,
-                    _keyed(item.headers, item.key, item.event_id),
-                )
-                try:
-                    confirmation = self._batcher.publish(
-                        channel,
-                        item.body,
-                        exchange="" if item.exchange == "" else self.names.exchange,
-                        routing_key=item.routing_key,
-                        message_id=item.event_id,
-                        properties=properties,
-                    )
-                except ChannelInvalidStateError:  # closed under aio-pika's channel: retried
-                    alone.append(index)
-                    continue
-                self._publishing.enter(item.event_id)
-                waiting[confirmation] = index
+                else:
+                    waiting[confirmation] = index
             if waiting:
                 await asyncio.wait(waiting, timeout=max(deadline - time.monotonic(), 0.0))
         finally:  # cancelled too: no turn is kept, no confirmation left waiting
@@ -315,18 +297,7 @@ class Bus:
                     outcomes[index] = BusUnavailable(
                         f"publish of {items[index].event_type} not confirmed before the deadline"
                     )
-        for confirmation, index in waiting.items():
-            item = items[index]
-            if confirmation.cancelled():
-                continue
-            error = confirmation.exception()
-            if error is not None:
-                refusal = _refusal(error, item.event_type, item.routing_key)
-                if refusal is None and not _is_transient(error):
-                    raise error
-                if refusal is None:  # the channel went away: another try, on its own
-                    alone.append(index)
-                outcomes[index] = refusal
+        alone += _answered(items, waiting, outcomes)
         results = await asyncio.gather(
             *(self.publish_raw(**items[i].arguments(), deadline=deadline) for i in alone),
             return_exceptions=True,
@@ -336,6 +307,33 @@ class Bus:
                 raise result
             outcomes[index] = result
         return outcomes
+
+    def _start_publish(
+        self, channel: aiormq.Channel | None, item: RawPublish
+    ) -> asyncio.Future[Any] | None:
+        """Write one item of a batch (its turn taken); None when it must go on its own through
+        :meth:`publish_raw`: its id is in flight, or the channel is gone (then retried)."""
+        if channel is None or item.event_id in self._publishing:
+            return None
+        properties = _properties(
+            item.event_id,
+            item.event_type,
+            item.correlation_id,
+            _keyed(item.headers, item.key, item.event_id),
+        )
+        try:
+            confirmation = self._batcher.publish(
+                channel,
+                item.body,
+                exchange="" if item.exchange == "" else self.names.exchange,
+                routing_key=item.routing_key,
+                message_id=item.event_id,
+                properties=properties,
+            )
+        except ChannelInvalidStateError:  # closed under aio-pika's channel: retried
+            return None
+        self._publishing.enter(item.event_id)
+        return confirmation
 
     async def _publish_until(
         self,
@@ -448,6 +446,29 @@ class RawPublish:
             "exchange": self.exchange,
             "key": self.key,
         }
+
+
+def _answered(
+    items: Sequence[RawPublish],
+    waiting: dict[asyncio.Future[Any], int],
+    outcomes: list[BusError | None],
+) -> list[int]:
+    """The broker's answers to a batch into ``outcomes`` (a refusal, or None when confirmed);
+    the indexes to try again on their own (their channel went away)."""
+    again: list[int] = []
+    for confirmation, index in waiting.items():
+        item = items[index]
+        if confirmation.cancelled():
+            continue
+        error = confirmation.exception()
+        if error is not None:
+            refusal = _refusal(error, item.event_type, item.routing_key)
+            if refusal is None and not _is_transient(error):
+                raise error
+            if refusal is None:
+                again.append(index)
+            outcomes[index] = refusal
+    return again
 
 
 def _keyed(headers: dict[str, Any] | None, key: str | None, event_id: str) -> dict[str, Any]:
