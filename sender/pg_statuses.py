@@ -100,6 +100,8 @@ class PgStatusLog(OnDatabase):
             if record is None:
                 return Adoption("none")
             row = log_row(record)
+            if row.wamid == wamid:  # another status of it adopted it a moment ago
+                return Adoption("known", row)
             if row.wamid is not None:
                 await conn.execute(
                     "INSERT INTO superseded_wamids (wamid, command_id, reason)"

@@ -163,6 +163,8 @@ async def _adopt_tagged(
     """The row a tagged status adopts now, or what became of the status otherwise."""
     adoption = await deps.store.adopt_sent(event.wamid, command_id)
     row = adoption.row
+    if adoption.outcome == "known":
+        return "adopted"  # the status applies to its row as any other
     if adoption.outcome == "duplicate" and row is not None:
         deps.metrics.duplicated.labels(row.phone_number_id, row.kind).inc()
         log.error(

@@ -119,10 +119,12 @@ class Adoption:
     ``adopted``: the command's answer was lost; the wamid is now its own. ``duplicate``: the
     command already has another wamid, so Meta took it twice (kept as superseded: its statuses
     are not counted). ``late``: the command ended failed, yet Meta took it (the wamid is kept
-    on the row; the status stays failed). ``none``: no such command in the log.
+    on the row; the status stays failed). ``known``: the wamid is the command's already (another
+    status of it, handled at the same time, adopted it first). ``none``: no such command in the
+    log.
     """
 
-    outcome: Literal["adopted", "duplicate", "late", "none"]
+    outcome: Literal["adopted", "known", "duplicate", "late", "none"]
     row: LogRow | None = None
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from shared.bus import Bus
+from shared.bus import Bus, QueueSpec
 from tests.chaos.infra import PgCluster, RabbitNode, process_alive, processes_mentioning
 from tests.chaos.report import Row
 from tests.chaos.traffic import (
@@ -103,14 +103,15 @@ class Chaos:
     async def arrived(self, batch: Batch, at_least: int, timeout: float = 120) -> None:
         await self.arrivals.wait(batch, at_least, timeout)
 
-    async def backlog(self, service: str, at_least: int, timeout: float = 60) -> None:
-        """Wait until ``at_least`` messages wait in ``service``'s queue (besides those in hand)."""
-        queue = self.bus.names.queue(service)
+    async def backlog(self, spec: QueueSpec, at_least: int, timeout: float = 60) -> None:
+        """Wait until ``at_least`` messages wait in the service's work queues, its partitions
+        together (besides those in hand)."""
+        queues = [self.bus.names.queue(name) for name in spec.queues]
 
         async def deep() -> bool:
-            return (await self.waiting([queue]))[queue] >= at_least
+            return sum((await self.waiting(queues)).values()) >= at_least
 
-        await wait_for(deep, timeout=timeout, interval=0.05, message=f"a backlog in {queue}")
+        await wait_for(deep, timeout=timeout, interval=0.05, message=f"a backlog in {queues}")
 
     async def waiting(self, queues: list[str]) -> dict[str, int]:
         """Messages ready in each queue, from the broker's answer to a passive declare (fast,

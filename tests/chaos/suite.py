@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from handoff.handlers import TABLE as HANDOFF
+from handoff.settings import Settings as HandoffSettings
 from tests.chaos.harness import Chaos
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -38,7 +40,9 @@ async def test_handoff_sigkill_mid_backlog(chaos: Chaos) -> None:
     batch = chaos.batch("handoff SIGKILLed mid-backlog, started again")
     # As fast as the gateway takes them: handoff falls behind and a backlog builds up.
     writer = chaos.chatting(batch, N, per_second=1000, at_once=32)
-    await chaos.backlog("handoff", at_least=30)
+    # The partitions handoff runs with by default (the chaos system sets no HANDOFF_PARTITIONS).
+    partitions = HandoffSettings.model_fields["HANDOFF_PARTITIONS"].default
+    await chaos.backlog(HANDOFF.spec(partitions=partitions), at_least=30)
     fault_end = await chaos.kill_and_restart("handoff")
     chaos.expect_clean(await chaos.settle(batch, fault_end, (writer,)))
 

@@ -238,6 +238,8 @@ class FakeStore:
         row = self.rows.get(command_id)
         if row is None or (row.wamid is None and ACCEPTED_RANK <= row.rank < FAILED_RANK):
             return Adoption("none")
+        if row.wamid == wamid:
+            return Adoption("known", row.view())
         if row.wamid is not None:
             self.superseded_wamids.setdefault(wamid, command_id)
             return Adoption("duplicate", row.view())

@@ -143,3 +143,15 @@ async def test_an_acceptance_the_database_cannot_take_at_once_is_recorded_when_i
     row = await w.store.get(command.event_id)
     assert row is not None and row.status == "accepted" and row.wamid == "wamid.fake1"
     assert len(w.graph.sent) == 1 and failures == []
+
+
+async def test_a_status_of_a_wamid_adopted_meanwhile_is_applied_not_counted_twice() -> None:
+    w = World()
+    command_id = await interrupted_mid_call(w)
+    await handle_status(w.deps, tagged_status("wamid.lost", "sent", command_id, 1))
+    # As when delivered's apply_status ran before sent's adoption committed.
+    assert (await w.store.adopt_sent("wamid.lost", command_id)).outcome == "known"
+    await handle_status(w.deps, tagged_status("wamid.lost", "delivered", command_id, 1))
+    labels = {"phone_number_id": NUMBER, "kind": "text"}
+    assert w.metric("whatsapp_messages_duplicated_total", **labels) == 0
+    assert w.metric("whatsapp_messages_delivered_total", **labels) == 1

@@ -270,3 +270,19 @@ async def test_each_kind_of_circuit_opens_once_per_incident(database: Database) 
     assert await store.close_circuit(number, "payment")
     assert await store.open_circuits() == [(number, "token")]
     assert await store.open_circuit(number, "131044", "payment") == 2
+
+
+async def test_two_statuses_of_one_lost_answer_adopt_it_once_and_are_no_duplicate(
+    database: Database, pool: Pool, held: HeldConnections
+) -> None:
+    """Meta's sent and delivered for a send whose answer was lost, handled at once: the first
+    adopts the wamid; the second finds it the command's already (not a second acceptance)."""
+    store = PostgresStore(database, held=held)
+    assert (await store.claim(message(7), 30.0)).outcome == "claimed"
+    first, second = await asyncio.gather(
+        store.adopt_sent("wamid.lost", "cmd-7"), store.adopt_sent("wamid.lost", "cmd-7")
+    )
+    assert sorted([first.outcome, second.outcome]) == ["adopted", "known"]
+    assert await pool.fetchval("SELECT count(*) FROM superseded_wamids") == 0
+    # Another wamid for the same command is still a duplicate.
+    assert (await store.adopt_sent("wamid.again", "cmd-7")).outcome == "duplicate"
