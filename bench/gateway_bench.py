@@ -28,9 +28,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue
 
 SECRET = "bench-app-secret"
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -312,57 +315,82 @@ async def _measure_single(port: int, process: subprocess.Popen[bytes]) -> dict[s
     return results
 
 
-async def run() -> dict[str, float]:
+@dataclass
+class Sink:
+    """A bench's own prefix on the broker: the topic exchange, a durable quorum queue bound to
+    every event (the gateway confirms only what a queue stored), and the gateway's environment."""
+
+    prefix: str
+    channel: AbstractChannel
+    queue: AbstractQueue
+    env: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def gateway_sink() -> AsyncIterator[Sink]:
+    """The bench's prefix, removed afterwards with every queue a gateway declares on it."""
     prefix = f"bench.{uuid.uuid4().hex[:8]}"
     connection = await aio_pika.connect(RABBITMQ_URL)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(prefix, aio_pika.ExchangeType.TOPIC, durable=True)
-    sink = await channel.declare_queue(
-        f"{prefix}.sink", durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await sink.bind(exchange, routing_key="#")
-    env = {
-        **os.environ,
-        "META_WA_APP_SECRET": SECRET,
-        "META_WA_VERIFY_TOKEN": "bench",
-        "HTTP_HOST": "127.0.0.1",
-        "BUS_PREFIX": prefix,
-        "RABBITMQ_URL": RABBITMQ_URL,
-        "LOG_LEVEL": LOG_LEVEL,
-    }
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(prefix, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(
+            f"{prefix}.sink", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        await queue.bind(exchange, routing_key="#")
+        env = {
+            **os.environ,
+            "META_WA_APP_SECRET": SECRET,
+            "META_WA_VERIFY_TOKEN": "bench",
+            "HTTP_HOST": "127.0.0.1",
+            "BUS_PREFIX": prefix,
+            "RABBITMQ_URL": RABBITMQ_URL,
+        }
+        try:
+            yield Sink(prefix, channel, queue, env)
+        finally:
+            for name in ("sink", "gateway.unrouted", "gateway.feed"):
+                with contextlib.suppress(Exception):
+                    await channel.queue_delete(f"{prefix}.{name}")
+            for name in (prefix, f"{prefix}.dlx"):
+                with contextlib.suppress(Exception):
+                    await channel.exchange_delete(name)
+    finally:
+        await connection.close()
+
+
+async def run() -> dict[str, float]:
+    async with gateway_sink() as bench_sink:
+        return await _run(bench_sink)
+
+
+async def _run(bench_sink: Sink) -> dict[str, float]:
+    prefix, channel, sink = bench_sink.prefix, bench_sink.channel, bench_sink.queue
+    env = {**bench_sink.env, "LOG_LEVEL": LOG_LEVEL}
     results: dict[str, float] = {}
     published = 0
-    try:
-        # One process (GATEWAY_WORKERS=1, the default), then WORKERS processes on one port.
-        for workers in sorted({1, WORKERS}):
-            # Each configuration starts with an empty queue, as with a consumer keeping up (a
-            # quorum queue holding the previous run's 40,000 events costs the broker more).
-            purged = await sink.purge()
-            published += purged.message_count or 0
-            port = _free_port()
-            env["GATEWAY_PORT"] = str(port)
-            process = await _start_gateway(env, port, workers)
-            try:
-                measured = await _measure_single(port, process)
-                suffix = "" if workers == 1 else f"_{workers}_workers"
-                results.update({f"{key}{suffix}": value for key, value in measured.items()})
-                if workers == WORKERS:
-                    results.update(await _batch_load(port))
-            finally:
-                await _stop_gateway(process)
-        declared = await channel.declare_queue(f"{prefix}.sink", passive=True)
-        left = declared.declaration_result.message_count or 0
-        # Every event the gateway confirmed over the run, counted in the queue.
-        results["events_in_queue"] = float(published + left)
-        return results
-    finally:
-        with contextlib.suppress(Exception):
-            await channel.queue_delete(f"{prefix}.sink")
-            await channel.queue_delete(f"{prefix}.gateway.unrouted")
-            await channel.queue_delete(f"{prefix}.gateway.feed")
-            await channel.exchange_delete(prefix)
-            await channel.exchange_delete(f"{prefix}.dlx")
-        await connection.close()
+    # One process (GATEWAY_WORKERS=1, the default), then WORKERS processes on one port.
+    for workers in sorted({1, WORKERS}):
+        # Each configuration starts with an empty queue, as with a consumer keeping up (a
+        # quorum queue holding the previous run's 40,000 events costs the broker more).
+        purged = await sink.purge()
+        published += purged.message_count or 0
+        port = _free_port()
+        env["GATEWAY_PORT"] = str(port)
+        process = await _start_gateway(env, port, workers)
+        try:
+            measured = await _measure_single(port, process)
+            suffix = "" if workers == 1 else f"_{workers}_workers"
+            results.update({f"{key}{suffix}": value for key, value in measured.items()})
+            if workers == WORKERS:
+                results.update(await _batch_load(port))
+        finally:
+            await _stop_gateway(process)
+    declared = await channel.declare_queue(f"{prefix}.sink", passive=True)
+    left = declared.declaration_result.message_count or 0
+    # Every event the gateway confirmed over the run, counted in the queue.
+    results["events_in_queue"] = float(published + left)
+    return results
 
 
 def main() -> None:

@@ -28,14 +28,12 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import aio_pika
 
 from bench.gateway_bench import (
-    RABBITMQ_URL,
     SECRET,
     _batch_load,
     _children,
@@ -44,6 +42,7 @@ from bench.gateway_bench import (
     _start_gateway,
     _stop_gateway,
     _tree_cpu,
+    gateway_sink,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,36 +275,12 @@ async def run() -> dict[str, float]:
         raise SystemExit("the receivers bench needs wrk: apt-get install wrk (Debian's package)")
     python = pywa_python()
     script = wrk_script()
-    prefix = f"bench.{uuid.uuid4().hex[:8]}"
-    connection = await aio_pika.connect(RABBITMQ_URL)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(prefix, aio_pika.ExchangeType.TOPIC, durable=True)
-    sink = await channel.declare_queue(
-        f"{prefix}.sink", durable=True, arguments={"x-queue-type": "quorum"}
-    )
-    await sink.bind(exchange, routing_key="#")
-    env = {
-        **os.environ,
-        "META_WA_APP_SECRET": SECRET,
-        "META_WA_VERIFY_TOKEN": "bench",
-        "HTTP_HOST": "127.0.0.1",
-        "BUS_PREFIX": prefix,
-        "RABBITMQ_URL": RABBITMQ_URL,
-    }
     print(f"  {CORES} cores; wrk -t1 -c{CONNECTIONS}, {SECONDS} s per side, {ROUNDS} rounds")
     rounds: list[dict[str, Figures | float]] = []
-    try:
+    async with gateway_sink() as sink:
         for index in range(1, ROUNDS + 1):
-            rounds.append(await _one_round(env, python, script, sink))
+            rounds.append(await _one_round(sink.env, python, script, sink.queue))
             _print_round(index, rounds[-1])
-    finally:
-        with contextlib.suppress(Exception):
-            await channel.queue_delete(f"{prefix}.sink")
-            await channel.queue_delete(f"{prefix}.gateway.unrouted")
-            await channel.queue_delete(f"{prefix}.gateway.feed")
-            await channel.exchange_delete(prefix)
-            await channel.exchange_delete(f"{prefix}.dlx")
-        await connection.close()
     return _summary(rounds)
 
 
