@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from handoff import availability, canned, drafts, transfers
 from handoff.cases import Farewell, claim_case, close_case
-from handoff.content import TEXT_LIMIT, agent_content, sent_at
+from handoff.content import agent_content, sent_at
 from handoff.delivery import tell
 from handoff.identities import handle
 from handoff.outcome import Turn
@@ -30,6 +30,7 @@ from handoff.router import (
 )
 from handoff.texts import say
 from shared.events import InboundMessage, OutboundContent, ReactionContent, TextContent
+from shared.meta_limits import TEXT_BODY_MAX
 from shared.profiles import CompanyProfile
 
 # What an agent's message may carry that is not relayed content.
@@ -246,7 +247,7 @@ async def _to_case(
         return None
     content: OutboundContent | None
     if msg is None:
-        content = TextContent(body=text[:TEXT_LIMIT]) if text else None
+        content = TextContent(body=text[:TEXT_BODY_MAX]) if text else None
     elif msg.reaction is not None:
         content = await _reaction(turn, msg)
     else:

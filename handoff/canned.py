@@ -7,7 +7,6 @@ without case or accents.
 
 from __future__ import annotations
 
-from handoff.content import TEXT_LIMIT
 from handoff.delivery import tell
 from handoff.identities import display_name
 from handoff.options import options_for
@@ -17,6 +16,7 @@ from handoff.repository import Agent, Case, Repository
 from handoff.router import Command, normalize, one_line
 from handoff.texts import say
 from shared.events import TextContent
+from shared.meta_limits import TEXT_BODY_MAX
 from shared.profiles import CompanyProfile
 
 
@@ -47,7 +47,7 @@ async def on_canned(turn: Turn, profile: CompanyProfile, agent: Agent, command: 
     assert conv is not None
     text = fill_in(chosen, name=(conv.name or display_name(conv)), company=profile.name)
     agent.current_case = case.code
-    await relay_to_customer(turn, case, TextContent(body=text[:TEXT_LIMIT]), None, text)
+    await relay_to_customer(turn, case, TextContent(body=text[:TEXT_BODY_MAX]), None, text)
 
 
 def listing(profile: CompanyProfile, replies: dict[str, str]) -> str:

@@ -17,11 +17,9 @@ from shared.events import (
     ReactionContent,
     TextContent,
 )
+from shared.meta_limits import CAPTIONED, TEXT_BODY_MAX
 
 MEDIA_KINDS = ("image", "video", "audio", "document", "sticker")
-CAPTIONED = ("image", "video", "document")
-TEXT_LIMIT = 4096  # Meta's limit for a text message's body
-CAPTION_LIMIT = 1024
 
 
 class Message(Protocol):
@@ -79,7 +77,7 @@ def agent_content(msg: InboundMessage, text: str) -> OutboundContent | None:
         caption = text or None if msg.message_type in CAPTIONED else None
         return copy_of(msg.media, msg.message_type, caption)
     if text:
-        return TextContent(body=text[:TEXT_LIMIT])
+        return TextContent(body=text[:TEXT_BODY_MAX])
     return None
 
 

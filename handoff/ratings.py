@@ -19,6 +19,7 @@ from handoff.outcome import Turn
 from handoff.repository import Case, Conversation
 from handoff.texts import say
 from shared.events import ButtonsContent, InboundMessage, ReplyButton
+from shared.meta_limits import BUTTON_TITLE_MAX
 from shared.profiles import CompanyProfile
 from shared.timers import Timer
 from shared.window import window_open
@@ -31,7 +32,7 @@ def rating_buttons(profile: CompanyProfile, case: Case) -> ButtonsContent:
     buttons = [
         ReplyButton(
             id=f"{RATING_PREFIX}{case.code}:{score}",
-            title=say(profile, f"handoff.rating.score_{score}")[:20],
+            title=say(profile, f"handoff.rating.score_{score}")[:BUTTON_TITLE_MAX],
         )
         for score in SCORES
     ]

@@ -5,10 +5,7 @@ header; what the agent sends reaches the customer as the business. Each keeps th
 from __future__ import annotations
 
 from handoff.content import (
-    CAPTION_LIMIT,
-    CAPTIONED,
     MEDIA_KINDS,
-    TEXT_LIMIT,
     copy_of,
     describe_content,
     location_of,
@@ -28,6 +25,7 @@ from handoff.outcome import Turn
 from handoff.repository import Case, Conversation, Line
 from handoff.texts import say
 from shared.events import InboundMessage, OutboundContent, ReactionContent, TextContent
+from shared.meta_limits import CAPTION_MAX, CAPTIONED, TEXT_BODY_MAX
 
 
 async def relay_to_agent(turn: Turn, case: Case, conv: Conversation, msg: InboundMessage) -> None:
@@ -72,12 +70,12 @@ async def _for_agent(
         header = say(profile, "handoff.agent.relay_header", **values)
         if kind in CAPTIONED:
             caption = f"{header}\n{msg.text}" if msg.text else header
-            return [copy_of(msg.media, kind, caption[:CAPTION_LIMIT])], "media"
+            return [copy_of(msg.media, kind, caption[:CAPTION_MAX])], "media"
         text = say(profile, "handoff.agent.relay_media", **values)
         return [TextContent(body=text), copy_of(msg.media, kind, None)], "media"
     if msg.text:
         header = say(profile, "handoff.agent.relay_header", **values)
-        return [TextContent(body=f"{header}\n{msg.text}"[:TEXT_LIMIT])], "text"
+        return [TextContent(body=f"{header}\n{msg.text}"[:TEXT_BODY_MAX])], "text"
     text = say(profile, "handoff.agent.relay_unsupported", kind=msg.message_type, **values)
     return [TextContent(body=text)], "unsupported"
 

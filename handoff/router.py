@@ -10,6 +10,13 @@ from zoneinfo import ZoneInfo
 
 from handoff.options import WEEKDAYS, Interval
 from shared.events import ButtonsContent, ListContent, ListRow, ListSection, ReplyButton
+from shared.meta_limits import (
+    BUTTON_TITLE_MAX,
+    BUTTONS_MAX,
+    LIST_BUTTON_MAX,
+    ROW_TITLE_MAX,
+    ROWS_MAX,
+)
 from shared.profiles import CompanyProfile, MenuOption
 
 # Crockford's base32 without I, L, O, U: short codes an agent can type on a phone.
@@ -195,16 +202,19 @@ def menu_content(profile: CompanyProfile) -> ButtonsContent | ListContent:
     """The profile's greeting menu: reply buttons for up to three options, else a list."""
     menu = profile.menu
     options = menu.options
-    if len(options) <= 3:
+    if len(options) <= BUTTONS_MAX:
         return ButtonsContent(
             body=menu.body,
-            buttons=[ReplyButton(id=o.id, title=o.title[:20]) for o in options],
+            buttons=[ReplyButton(id=o.id, title=o.title[:BUTTON_TITLE_MAX]) for o in options],
             footer=menu.footer,
         )
-    rows = [ListRow(id=o.id, title=o.title[:24], description=o.description) for o in options[:10]]
+    rows = [
+        ListRow(id=o.id, title=o.title[:ROW_TITLE_MAX], description=o.description)
+        for o in options[:ROWS_MAX]
+    ]
     return ListContent(
         body=menu.body,
-        button=menu.list_button[:20],
+        button=menu.list_button[:LIST_BUTTON_MAX],
         sections=[ListSection(rows=rows)],
         header=menu.header,
         footer=menu.footer,

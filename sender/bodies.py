@@ -19,9 +19,7 @@ from shared.events import (
     TemplateContent,
     TextContent,
 )
-
-# The media kinds that take a caption.
-CAPTIONED = ("image", "video", "document")
+from shared.meta_limits import CAPTIONED
 
 
 def build_body(

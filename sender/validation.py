@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sender.bodies import CAPTIONED, build_body
+from sender.bodies import build_body
 from sender.recipients import InvalidRecipient, is_bsuid, normalise_phone, normalise_recipient
 from shared.events import (
     ButtonsContent,
@@ -36,6 +36,7 @@ from shared.meta_limits import (
     BUTTON_TITLE_MAX,
     BUTTONS_MAX,
     CAPTION_MAX,
+    CAPTIONED,
     CTA_DISPLAY_TEXT_MAX,
     FILENAME_MAX,
     HEADER_FOOTER_MAX,

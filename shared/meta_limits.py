@@ -21,3 +21,5 @@ CTA_DISPLAY_TEXT_MAX = 20
 OPAQUE_DATA_MAX = 512
 TEMPLATE_NAME_MAX = 512
 FILENAME_MAX = 240
+# The media kinds that take a caption.
+CAPTIONED = ("image", "video", "document")
