@@ -104,10 +104,8 @@ class Identity(Model):
     def ordering_key(self) -> str:
         """The key one person's events are ordered by: the BSUID (a username or a hidden phone
         leaves it as it is), else the E.164 phone, else the parent BSUID."""
-        for value in (self.user_id, maybe_e164(self.phone), self.parent_user_id):
-            if value:
-                return value
-        return self.key
+        # In order, each computed only when the ones before are missing (every publish asks).
+        return self.user_id or maybe_e164(self.phone) or self.parent_user_id or self.key
 
     @property
     def handle(self) -> str | None:

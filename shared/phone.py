@@ -16,9 +16,11 @@ def to_e164(raw: str) -> str:
 
     Raises :class:`InvalidPhone` for anything that is not 8 to 15 digits (E.164's range).
     """
-    # Meta's own form (``wa_id``), on every webhook: what _parse gives, without its regex passes.
-    if 8 <= len(raw) <= 15 and raw.isascii() and raw.isdigit() and raw[0] != "0":
-        return "+" + raw
+    # Meta's own form (``wa_id``), on every webhook, and the E.164 form this gives, on every
+    # event published: what _parse gives, without its regex passes.
+    digits = raw[1:] if raw[:1] == "+" else raw
+    if 8 <= len(digits) <= 15 and digits.isascii() and digits.isdigit() and digits[0] != "0":
+        return "+" + digits
     return _parse(raw)
 
 

@@ -44,6 +44,7 @@ phone_like = st.one_of(
     st.text(alphabet="0123456789", min_size=6, max_size=17),
     st.text(alphabet="0123456789+ -()٣²", min_size=6, max_size=17),
     st.from_regex(r"[1-9][0-9]{6,15}", fullmatch=True),
+    st.from_regex(r"\+{1,2}[0-9]{6,16}", fullmatch=True),  # the E.164 form, given back
 )
 
 
@@ -60,7 +61,11 @@ def test_meta_form_shortcut_gives_what_the_full_parse_gives(raw: str) -> None:
 
 
 def test_meta_form_shortcut_edges() -> None:
-    for raw in ["12345678", "123456789012345", "1234567", "1234567890123456", "05491135722871"]:
+    for raw in [
+        *["12345678", "123456789012345", "1234567", "1234567890123456", "05491135722871"],
+        *["+12345678", "+123456789012345", "+1234567", "+1234567890123456", "+0549113572287"],
+        *["++5491135722871", "+", "", "+٥٤٩١١٣٥٧٢٢٨٧١"],
+    ]:
         assert _outcome(to_e164, raw) == _outcome(_parse, raw), raw
     assert to_e164("5491135722871") == "+5491135722871"
     # Non-ASCII digits are digits to str.isdigit, not to E.164.

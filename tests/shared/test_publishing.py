@@ -40,6 +40,23 @@ def test_properties_are_written_as_pamqp_writes_them(
     assert message_properties(message_id, message_type, correlation_id, headers) == expected
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-mensajero-key": "+5491135722871"},
+        {"b": "é", "a": "", "x-death-count": 3},
+        {"k" * 129: "a key pamqp truncates"},
+        {"é" * 65: "two-byte characters split at the limit"},
+    ],
+)
+def test_header_tables_are_written_as_pamqp_writes_them(headers: dict[str, Any]) -> None:
+    expected = spec.Basic.Properties(
+        delivery_mode=2, content_type="application/json", message_id="m", message_type="t",
+        headers=headers,
+    ).marshal()  # fmt: skip
+    assert message_properties("m", "t", None, headers) == expected
+
+
 def test_a_short_string_past_amqps_limit_is_refused() -> None:
     with pytest.raises(ValueError, match="255"):
         message_properties("é" * 128, "t", None, {})
