@@ -263,9 +263,11 @@ async def _ready(port: int) -> bool:
     return False
 
 
-async def _start_gateway(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
+async def _start_gateway(
+    env: dict[str, str], port: int, workers: int, module: str = "gateway"
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
-        [sys.executable, "-m", "gateway"],
+        [sys.executable, "-m", module],
         env={**env, "GATEWAY_WORKERS": str(workers)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -12,6 +12,10 @@ For each side: throughput, p50 and p99 latency, CPU per request read from ``/pro
 server's processes only), and for the gateway the peak RSS per worker and a 1,000-update batch
 answered. Then the two ratios: throughput (gateway / pywa) and CPU efficiency (pywa's CPU per
 request / the gateway's: above 1, the gateway is the cheaper one).
+
+Where the gateway's cost goes: at one process, the same gateway with a publisher that stores
+nothing (``bench/storeless_gateway.py``) runs beside them, and the bench prints its CPU
+efficiency against pywa and what confirmed publishing adds per webhook (the difference).
 """
 
 from __future__ import annotations
@@ -236,6 +240,15 @@ async def _one_round(
                 found["batch_1000_ms"] = batch["batch_1000_median_ms"]
         finally:
             await _stop_gateway(gateway)
+        if workers == 1:  # where the gateway's cost goes: its own path, and the broker's part
+            port = _free_port()
+            storeless = await _start_gateway(
+                {**env, "GATEWAY_PORT": str(port)}, port, 1, "bench.storeless_gateway"
+            )
+            try:
+                found["storeless_1"] = await measure(storeless.pid, port, script)
+            finally:
+                await _stop_gateway(storeless)
         port = _free_port()
         pywa = await _start_pywa(python, port, workers)
         try:
@@ -267,6 +280,13 @@ def _print_round(index: int, found: dict[str, Figures | float]) -> None:
                 f"    ratios ({label:>8} process): throughput {gateway.rps / pywa.rps:.2f},"
                 f" CPU efficiency {pywa.cpu_us / gateway.cpu_us:.2f}"
             )
+    trio = _storeless_trio(found)
+    if trio is not None:
+        storeless, gateway, pywa = trio
+        print(
+            f"    the gateway storing nothing: CPU efficiency {pywa.cpu_us / storeless.cpu_us:.2f}"
+            f" of pywa's; confirmed publishing adds {gateway.cpu_us - storeless.cpu_us:.0f} us/req"
+        )
     print(f"    batch of 1,000 updates answered in {found['batch_1000_ms']:.1f} ms", flush=True)
 
 
@@ -282,6 +302,18 @@ async def run() -> dict[str, float]:
             rounds.append(await _one_round(sink.env, python, script, sink.queue))
             _print_round(index, rounds[-1])
     return _summary(rounds)
+
+
+def _storeless_trio(found: dict[str, Figures | float]) -> tuple[Figures, Figures, Figures] | None:
+    """A round's storeless gateway, gateway and pywa, at one process (None: one is missing)."""
+    storeless, gateway, pywa = (found.get(k) for k in ("storeless_1", "gateway_1", "pywa_1"))
+    if (
+        isinstance(storeless, Figures)
+        and isinstance(gateway, Figures)
+        and isinstance(pywa, Figures)
+    ):
+        return storeless, gateway, pywa
+    return None
 
 
 def _summary(rounds: list[dict[str, Figures | float]]) -> dict[str, float]:
@@ -301,6 +333,12 @@ def _summary(rounds: list[dict[str, Figures | float]]) -> dict[str, float]:
         out[f"cpu_efficiency_ratio_{label}"] = statistics.median(
             p.cpu_us / g.cpu_us for g, p in pairs_ok
         )
+    trios = [t for t in map(_storeless_trio, rounds) if t is not None]
+    out["storeless_1_cpu_us"] = statistics.median(s.cpu_us for s, _, _ in trios)
+    out["storeless_cpu_efficiency_ratio_1"] = statistics.median(
+        p.cpu_us / s.cpu_us for s, _, p in trios
+    )
+    out["confirmed_publishing_cpu_us"] = statistics.median(g.cpu_us - s.cpu_us for s, g, _ in trios)
     gateway_rss = [r["gateway_per_core"] for r in rounds]
     out["gateway_peak_rss_mb_per_worker"] = max(
         g.rss_mb for g in gateway_rss if isinstance(g, Figures)
