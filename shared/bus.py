@@ -24,7 +24,9 @@ Topology, for a prefix ``P`` (``BUS_PREFIX``) and each consuming service ``S``:
   still drain into ``P.S`` by their own TTL; each is deleted once empty, at a later start.
 
 Publishing is persistent, confirmed and ``mandatory``: a nack or an unroutable return raises,
-never a silent success. A publish that meets a reconnect is retried until its deadline.
+never a silent success. A publish that meets a reconnect is retried until its deadline. A channel
+aio-pika did not restore after a reconnect (publishing, or a consumer's) is opened again by the
+bus (``Bus.watch``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -84,6 +86,9 @@ log = logging.getLogger("mensajero.bus")
 UNROUTED_SERVICE = "gateway.unrouted"
 ROUTING_KEY_HEADER = "x-mensajero-routing-key"
 PERSISTENT = 2  # AMQP delivery mode
+# How long aio-pika has, once the connection is back, to restore a closed channel itself before
+# the bus opens a new one (see Bus.watch); its restores take milliseconds.
+CHANNEL_RESTORE_GRACE_SECONDS = 2.0
 
 
 class BusError(Exception):
@@ -122,6 +127,8 @@ class Bus:
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
         self._publishing = SameIdTurns()
         self._batcher = PublishBatcher()
+        self._revivals: dict[int, asyncio.Task[None]] = {}  # by id() of the channel (watch())
+        self._closing = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,17 +146,76 @@ class Bus:
             raise BusUnavailable(
                 f"cannot reach RabbitMQ at {_redact(self.url)}: {describe(error)}"
             ) from error
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
-        await self._channel.declare_exchange(
+        await self._open_publishing()
+
+    async def _open_publishing(self) -> None:
+        """The confirmed publishing channel, in place of the one before (closed, so that aio-pika
+        does not restore it too)."""
+        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+        await channel.declare_exchange(
             self.names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        await self._channel.declare_exchange(
-            self.names.dlx, aio_pika.ExchangeType.DIRECT, durable=True
-        )
+        await channel.declare_exchange(self.names.dlx, aio_pika.ExchangeType.DIRECT, durable=True)
+        old, self._channel = self._channel, channel
+        self.watch(channel, self._open_publishing, lambda: self._channel is not channel)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.close()
+
+    def watch(
+        self,
+        channel: AbstractChannel,
+        reopen: Callable[[], Awaitable[None]],
+        replaced: Callable[[], bool],
+    ) -> None:
+        """Call ``reopen()`` (which replaces ``channel``) when ``channel`` closed and aio-pika did
+        not restore it within ``CHANNEL_RESTORE_GRACE_SECONDS`` of the connection being back.
+        aio-pika tries a robust channel's restore once when it closes and once per reconnect: one
+        that fails (it ran while the connection was away: "No active transport") is not tried
+        again while the connection stays up, so its consumer gets nothing and its publishes fail
+        until the next reconnect (the sender stalled minutes so). ``replaced()``: True once
+        ``channel`` is no longer in use (replaced, or its consumer stopped)."""
+
+        def closed(_channel: object, _error: BaseException | None) -> None:
+            # Synchronous: aio-pika awaits its close callbacks before its own restore.
+            key = id(channel)
+            if key not in self._revivals and not self._closing and not replaced():
+                revival = asyncio.get_running_loop().create_task(
+                    self._revive(channel, reopen, replaced)
+                )
+                self._revivals[key] = revival
+                revival.add_done_callback(lambda _: self._revivals.pop(key, None))
+
+        channel.close_callbacks.add(closed)
+
+    async def _revive(
+        self,
+        channel: AbstractChannel,
+        reopen: Callable[[], Awaitable[None]],
+        replaced: Callable[[], bool],
+    ) -> None:
+        connection = self.connection
+        while not connection.is_closed:
+            await connection.ready()
+            # A timer, not a wait for anything: aio-pika's own restore goes first.
+            await asyncio.sleep(CHANNEL_RESTORE_GRACE_SECONDS)
+            if self._closing or replaced() or not channel.is_closed:
+                return
+            if not connection.connected.is_set():
+                continue  # away again: its reconnect may restore it yet
+            log.warning("a channel was not restored after its connection came back; reopening it")
+            try:
+                await reopen()
+                return
+            except Exception as error:  # the connection went again: after it comes back
+                log.warning("could not reopen the channel: %s", describe(error))
 
     async def close(self) -> None:
+        self._closing = True
+        revivals = list(self._revivals.values())
+        for revival in revivals:
+            revival.cancel()
+        await asyncio.gather(*revivals, return_exceptions=True)
         for consumer in list(self._consumers):
             await consumer.stop(grace=0)
         if self._connection is not None:

@@ -83,8 +83,7 @@ class Consumer:
 
     async def start(self, queues: Sequence[str] | None = None) -> None:
         """Consume ``queues`` (None: every work queue of the spec; empty: none yet)."""
-        self._channel = await self.bus.connection.channel(publisher_confirms=True)
-        await self._channel.set_qos(prefetch_count=self.concurrency)
+        self._use(await self._open_channel())
         for name in self.spec.queues if queues is None else queues:
             await self.resume(name)
 
@@ -92,9 +91,42 @@ class Consumer:
         """Take messages from the work queue ``name`` too."""
         if self._stopped or self._channel is None or name in self._queues:
             return
-        queue = await self._channel.get_queue(self.bus.names.queue(name))
+        self._queues[name] = await self._subscribe(self._channel, name)
+
+    async def _open_channel(self) -> AbstractChannel:
+        channel = await self.bus.connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self.concurrency)
+        return channel
+
+    def _use(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+        self.bus.watch(channel, self._reopen, lambda: self._stopped or self._channel is not channel)
+
+    async def _subscribe(self, channel: AbstractChannel, name: str) -> tuple[AbstractQueue, str]:
+        queue = await channel.get_queue(self.bus.names.queue(name))
         tag = await queue.consume(functools.partial(self._on_message, name), no_ack=False)
-        self._queues[name] = (queue, tag)
+        return queue, tag
+
+    async def _reopen(self) -> None:
+        """Consume every queue again on a new channel, in place of one that aio-pika did not
+        restore (``Bus.watch``); the old one is closed, so that it is not restored later too."""
+        channel = await self._open_channel()
+        try:
+            queues = {name: await self._subscribe(channel, name) for name in list(self._queues)}
+        except BaseException:
+            await _close_quietly(channel)
+            raise
+        if self._stopped:  # stopped meanwhile
+            await _close_quietly(channel)
+            return
+        for name in set(queues) - set(self._queues):  # paused meanwhile: not taken again
+            queue, tag = queues.pop(name)
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        old, self._queues = self._channel, queues
+        self._use(channel)
+        if old is not None:
+            await _close_quietly(old)
 
     async def pause(self, name: str, *, grace: float = 10.0) -> None:
         """Stop taking messages from ``name``; its in-flight ones finish within ``grace`` (the
@@ -243,6 +275,11 @@ class Consumer:
             await message.nack(requeue=True)
             return
         await message.ack()
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    with contextlib.suppress(Exception):
+        await channel.close()
 
 
 def _choose_tier(tiers: list[int], attempt: int, delay: float | None) -> int:
