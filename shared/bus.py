@@ -234,17 +234,29 @@ class Bus:
     async def message_count(self, queue: str) -> int | None:
         """Messages ready in ``queue`` now; None when it does not exist or the broker does not
         answer (for the queue-depth metrics)."""
+        if self._connection is None or not self._connection.connected.is_set():
+            return None  # a channel opened now would be restored at the reconnect, then kept
         try:
             if self._inspect_channel is None or self._inspect_channel.is_closed:
+                await self._drop_inspect_channel()
                 self._inspect_channel = await self.connection.channel()
             # aiormq's declare, not aio-pika's: that one answers a passive declare of a queue it
             # declared before from memory, with the count of that time.
             channel = await self._inspect_channel.get_underlay_channel()
             declared = await channel.queue_declare(queue, passive=True)
         except Exception:  # a missing queue closes the channel: a new one next time
-            self._inspect_channel = None
+            await self._drop_inspect_channel()
             return None
         return int(declared.message_count or 0)
+
+    async def _drop_inspect_channel(self) -> None:
+        """Close the inspecting channel for good. Merely forgotten, aio-pika would restore it
+        (after the broker closed it for a missing queue, and at every reconnect): one more open
+        channel per check of a missing queue, until the connection's channel limit."""
+        channel, self._inspect_channel = self._inspect_channel, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(channel.close(), 2.0)
 
     async def ping(self) -> bool:
         """True when the broker answers now (used by /readyz)."""

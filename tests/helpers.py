@@ -46,6 +46,15 @@ async def close_broker_connections(name: str, reason: str = "closed by a test") 
     return len(pids)
 
 
+async def broker_channel_count(name: str) -> int:
+    """Channels the broker has open on the AMQP connections named ``name``."""
+    listing = await _rabbitmqctl(
+        "list_connections", "-q", "--no-table-headers", "channels", "client_properties"
+    )
+    wanted = f'{{"connection_name","{name}"}}'
+    return sum(int(line.split("\t")[0]) for line in listing.splitlines() if wanted in line)
+
+
 async def _rabbitmqctl(*args: str) -> str:
     process = await asyncio.create_subprocess_exec(
         "rabbitmqctl",

@@ -9,7 +9,7 @@ import pytest
 
 from shared.bus import Bus, Delivery, QueueSpec
 from shared.events import ErrorReported, Event
-from tests.helpers import wait_for
+from tests.helpers import broker_channel_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +92,26 @@ async def test_message_count_reads_the_broker_now(bus: Bus) -> None:
     await wait_for(lambda: _count_is(bus, dead, 1), message="one dead letter counted")
     assert await bus.message_count(f"{dead}.missing") is None
     assert await bus.message_count(dead) == 1, "a missing queue does not break the next count"
+
+
+async def test_checks_of_a_missing_queue_leave_no_channel_open(
+    bus: Bus, rabbitmq_url: str, bus_prefix: str, unique: str
+) -> None:
+    # The queue-depth metrics check queues that may not exist yet: each check closes its
+    # channel at the broker, and aio-pika restored every one it was not told to forget.
+    name = f"inspect-{unique}"
+    inspector = Bus(f"{rabbitmq_url}?name={name}", bus_prefix)
+    await inspector.connect()
+    try:
+        await bus.declare_service_queue(spec())
+        for _ in range(10):
+            assert await inspector.message_count(f"{bus_prefix}.missing") is None
+            # One round trip after each: a restore under way has reached the broker.
+            assert await inspector.message_count(bus.names.dead_queue("ha")) == 0
+        # The publishing channel and the one inspecting.
+        assert await broker_channel_count(name) <= 2
+    finally:
+        await inspector.close()
 
 
 async def _count_is(bus: Bus, name: str, expected: int) -> bool:
