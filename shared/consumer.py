@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity
 from pydantic import ValidationError
 
 from shared.events import Event, UnknownEventType, parse_event
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mensajero.bus")
 
+# A subscription's try on a channel that may be dead (Consumer.resume), and the pause after one
+# that failed while the channel was not replaced yet.
+SUBSCRIBE_TRY_SECONDS = 5.0
+SUBSCRIBE_RETRY_SECONDS = 0.2
 ATTEMPT_HEADER = "x-mensajero-attempt"
 ERROR_HEADER = "x-mensajero-error"
 
@@ -88,10 +93,27 @@ class Consumer:
             await self.resume(name)
 
     async def resume(self, name: str) -> None:
-        """Take messages from the work queue ``name`` too."""
-        if self._stopped or self._channel is None or name in self._queues:
-            return
-        self._queues[name] = await self._subscribe(self._channel, name)
+        """Take messages from the work queue ``name`` too, on the channel in use once subscribed.
+
+        A dead channel's calls wait for its restore, for ever when aio-pika's failed and the bus
+        replaced the channel (``Bus.watch``): each try is bounded, and one that ends on a
+        replaced channel is made again on its successor (unless that took ``name`` already)."""
+        while not self._stopped and self._channel is not None and name not in self._queues:
+            channel = self._channel
+            try:
+                subscribed = await asyncio.wait_for(
+                    self._subscribe(channel, name), SUBSCRIBE_TRY_SECONDS
+                )
+            except ChannelNotFoundEntity:
+                raise  # no such queue: no try will find one
+            except (TimeoutError, AMQPError, ChannelInvalidStateError):
+                if self._channel is channel:  # not replaced yet: its restore, or the bus's
+                    await asyncio.sleep(SUBSCRIBE_RETRY_SECONDS)  # a pause between tries
+                continue
+            if self._channel is channel:
+                self._queues[name] = subscribed
+                return
+            # Subscribed on the replaced channel, which is closing: again on the new one.
 
     async def _open_channel(self) -> AbstractChannel:
         channel = await self.bus.connection.channel(publisher_confirms=True)
@@ -111,20 +133,26 @@ class Consumer:
         """Consume every queue again on a new channel, in place of one that aio-pika did not
         restore (``Bus.watch``); the old one is closed, so that it is not restored later too."""
         channel = await self._open_channel()
+        queues: dict[str, tuple[AbstractQueue, str]] = {}
         try:
-            queues = {name: await self._subscribe(channel, name) for name in list(self._queues)}
+            # Until it holds every queue in use, one resumed meanwhile included.
+            while missing := [name for name in self._queues if name not in queues]:
+                for name in missing:
+                    queues[name] = await self._subscribe(channel, name)
         except BaseException:
             await _close_quietly(channel)
             raise
         if self._stopped:  # stopped meanwhile
             await _close_quietly(channel)
             return
-        for name in set(queues) - set(self._queues):  # paused meanwhile: not taken again
-            queue, tag = queues.pop(name)
+        # Swapped with no wait since the check above: nothing resumed in between is dropped.
+        old, in_use = self._channel, self._queues
+        self._queues = {name: queues[name] for name in in_use}
+        self._use(channel)
+        for name in set(queues) - set(in_use):  # paused meanwhile: not taken again
+            queue, tag = queues[name]
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
-        old, self._queues = self._channel, queues
-        self._use(channel)
         if old is not None:
             await _close_quietly(old)
 

@@ -140,6 +140,40 @@ async def test_a_channel_whose_restore_failed_is_opened_again(
         await service.close()
 
 
+async def test_a_queue_resumed_while_its_channel_is_dead_is_consumed_on_the_new_one(
+    bus: Bus, rabbitmq_url: str, bus_prefix: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Handoff takes a partition over (Consumer.resume) at any moment, a moment when the
+    # consumer's channel is closed and aio-pika's restore failed among them: the resume must
+    # neither wait for ever on that channel nor be forgotten when the bus opens a new one.
+    service = Bus(f"{rabbitmq_url}?name=resume-{unique}", bus_prefix)
+    await bus.declare_service_queue(WORK)
+    handled: list[str] = []
+
+    async def work(event: Event, delivery: Delivery) -> None:
+        handled.append(event.event_id)
+
+    try:
+        await service.connect()
+        consumer = await service.consume(WORK, work, queues=[])
+        channel = consumer._channel
+        assert channel is not None
+        failed = fail_next_restore(monkeypatch, channel)
+        await close_from_broker(channel)
+        await wait_for(lambda: failed, message="aio-pika's restore failed")
+        await asyncio.wait_for(consumer.resume("work"), RESUME_SECONDS)
+        assert consumer.consuming == ["work"]
+        marker = ErrorReported(service="test", error_type="Marker", message="resumed")
+        await bus.publish(marker)
+        await wait_for(
+            lambda: marker.event_id in handled,
+            timeout=RESUME_SECONDS,
+            message="the resumed queue consumed on the channel the bus opened again",
+        )
+    finally:
+        await service.close()
+
+
 def fail_next_restore(monkeypatch: pytest.MonkeyPatch, channel: AbstractChannel) -> list[str]:
     """Make aio-pika's next reopen of ``channel`` fail as in the chaos run; the list gets an
     entry when it did."""
