@@ -88,10 +88,10 @@ async def test_runbook_customer_reaches_a_human_and_comes_back_to_the_bot(
         assert authors == ["customer", "agent", "customer"]
 
         registry = app[REGISTRY_KEY]
-        # Counted once the close's events were confirmed, just after the probe may have them.
-        await wait_for(
-            lambda: registry.get_sample_value("handoff_ended_total", {"reason": "agent"}) == 1
-        )
+        csat_labels = {"profile": "default", "score": "3"}
+        # Counted once the tap's events (the thanks, handoff.closed) were confirmed: just after
+        # the probe may have them. The close's count came with /fin, earlier.
+        await wait_for(lambda: registry.get_sample_value("handoff_csat_total", csat_labels) == 1)
         assert registry.get_sample_value("handoff_requested_total", {"trigger": "phrase"}) == 1
         assert registry.get_sample_value("handoff_ended_total", {"reason": "agent"}) == 1
         assert registry.get_sample_value("handoff_wait_seconds_count") == 1
@@ -101,8 +101,7 @@ async def test_runbook_customer_reaches_a_human_and_comes_back_to_the_bot(
             for d in ("to_agent", "to_customer")
         }
         assert relays == {"to_agent": 1, "to_customer": 1}
-        csat = registry.get_sample_value("handoff_csat_total", {"profile": "default", "score": "3"})
-        assert csat == 1
+        assert registry.get_sample_value("handoff_csat_total", csat_labels) == 1
 
         # Back with the bot: "Hola" gets the menu again, nothing goes to the agent.
         before = len(probe.sends(AGENT))
