@@ -77,6 +77,7 @@ from shared.topology import PARTITION_WEIGHT as PARTITION_WEIGHT
 from shared.topology import Names as Names
 from shared.topology import PartitionMismatch as PartitionMismatch
 from shared.topology import QueueSpec as QueueSpec
+from shared.topology import close_quietly
 from shared.topology import partition as partition
 
 log = logging.getLogger("mensajero.bus")
@@ -159,8 +160,7 @@ class Bus:
         old, self._channel = self._channel, channel
         self.watch(channel, self._open_publishing, lambda: self._channel is not channel)
         if old is not None:
-            with contextlib.suppress(Exception):
-                await old.close()
+            await close_quietly(old)
 
     def watch(
         self,
@@ -255,8 +255,7 @@ class Bus:
         channel per check of a missing queue, until the connection's channel limit."""
         channel, self._inspect_channel = self._inspect_channel, None
         if channel is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(channel.close(), 2.0)
+            await close_quietly(channel)
 
     async def ping(self) -> bool:
         """True when the broker answers now (used by /readyz)."""

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
-from aiormq.exceptions import AMQPError, ChannelInvalidStateError, ChannelNotFoundEntity
+from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
 from pydantic import ValidationError
 
 from shared.events import Event, UnknownEventType, parse_event
-from shared.topology import QueueSpec
+from shared.topology import QueueSpec, close_quietly
 
 if TYPE_CHECKING:
     from shared.bus import Bus
@@ -29,6 +29,8 @@ log = logging.getLogger("mensajero.bus")
 # that failed while the channel was not replaced yet.
 SUBSCRIBE_TRY_SECONDS = 5.0
 SUBSCRIBE_RETRY_SECONDS = 0.2
+# What a channel that died (its connection gone, or closed and not restored yet) raises.
+_DEAD_CHANNEL = (TimeoutError, ChannelInvalidStateError, AMQPConnectionError)
 ATTEMPT_HEADER = "x-mensajero-attempt"
 ERROR_HEADER = "x-mensajero-error"
 
@@ -104,11 +106,12 @@ class Consumer:
                 subscribed = await asyncio.wait_for(
                     self._subscribe(channel, name), SUBSCRIBE_TRY_SECONDS
                 )
-            except ChannelNotFoundEntity:
-                raise  # no such queue: no try will find one
-            except (TimeoutError, AMQPError, ChannelInvalidStateError):
-                if self._channel is channel:  # not replaced yet: its restore, or the bus's
-                    await asyncio.sleep(SUBSCRIBE_RETRY_SECONDS)  # a pause between tries
+            except Exception as error:
+                if self._channel is not channel:
+                    continue  # replaced meanwhile: the try is made on its successor
+                if not isinstance(error, _DEAD_CHANNEL):
+                    raise  # a refusal (a missing queue, say): no try would do better
+                await asyncio.sleep(SUBSCRIBE_RETRY_SECONDS)  # its restore, or the bus's
                 continue
             if self._channel is channel:
                 self._queues[name] = subscribed
@@ -140,10 +143,10 @@ class Consumer:
                 for name in missing:
                     queues[name] = await self._subscribe(channel, name)
         except BaseException:
-            await _close_quietly(channel)
+            await close_quietly(channel)
             raise
         if self._stopped:  # stopped meanwhile
-            await _close_quietly(channel)
+            await close_quietly(channel)
             return
         # Swapped with no wait since the check above: nothing resumed in between is dropped.
         old, in_use = self._channel, self._queues
@@ -154,7 +157,7 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await queue.cancel(tag)
         if old is not None:
-            await _close_quietly(old)
+            await close_quietly(old)
 
     async def pause(self, name: str, *, grace: float = 10.0) -> None:
         """Stop taking messages from ``name``; its in-flight ones finish within ``grace`` (the
@@ -172,8 +175,7 @@ class Consumer:
         await asyncio.gather(*(self.pause(name, grace=grace) for name in list(self._queues)))
         await self._drain({task for tasks in self._in_flight.values() for task in tasks}, grace)
         if self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._channel.close()
+            await close_quietly(self._channel)
             self._channel = None
         self.bus._forget(self)
 
@@ -303,11 +305,6 @@ class Consumer:
             await message.nack(requeue=True)
             return
         await message.ack()
-
-
-async def _close_quietly(channel: AbstractChannel) -> None:
-    with contextlib.suppress(Exception):
-        await channel.close()
 
 
 def _choose_tier(tiers: list[int], attempt: int, delay: float | None) -> int:

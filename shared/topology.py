@@ -5,6 +5,7 @@ earlier versions retired; a prefix removed (tests)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
     from shared.bus import Bus
 
 log = logging.getLogger("mensajero.bus")
+
+# A channel closed on the way out waits at most this long: on a connection that is gone its
+# close would wait for the connection's return.
+CLOSE_SECONDS = 2.0
 
 # The key a partitioned queue hashes on (the event's ``partition_key``, else its id).
 KEY_HEADER = "x-mensajero-key"
@@ -187,8 +192,7 @@ async def _delete_queues(bus: Bus, names: Sequence[str], tiers_ms: Sequence[int]
             for tier in tiers_ms:
                 await channel.queue_delete(bus.names.wait_queue(name, tier))
     finally:
-        with contextlib.suppress(Exception):
-            await channel.close()
+        await close_quietly(channel)
 
 
 async def _retire_legacy_wait_queues(bus: Bus, spec: QueueSpec) -> None:
@@ -208,8 +212,7 @@ async def _retire_legacy_wait_queues(bus: Bus, spec: QueueSpec) -> None:
                 bus.names.queue(spec.service),
             )
         finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            await close_quietly(channel)
 
 
 async def delete(bus: Bus, services: Iterable[QueueSpec] = ()) -> None:
@@ -235,8 +238,14 @@ async def delete(bus: Bus, services: Iterable[QueueSpec] = ()) -> None:
             with contextlib.suppress(Exception):
                 await channel.exchange_delete(exchange)
     finally:
-        with contextlib.suppress(Exception):
-            await channel.close()
+        await close_quietly(channel)
+
+
+async def close_quietly(channel: AbstractChannel) -> None:
+    """Close ``channel``, best effort and bounded (a channel already closed, or gone with its
+    connection, is no error here)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(channel.close(), CLOSE_SECONDS)
 
 
 def _work_arguments(spec: QueueSpec, names: Names) -> dict[str, Any]:

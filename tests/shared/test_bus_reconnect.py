@@ -21,7 +21,7 @@ import pytest
 from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import ChannelInvalidStateError
 
-from shared.bus import Bus, Delivery, QueueSpec
+from shared.bus import Bus, Delivery, Handler, QueueSpec
 from shared.events import ErrorReported, Event, MessageSent
 from tests.helpers import close_broker_connections, wait_for
 
@@ -113,24 +113,13 @@ async def test_a_channel_whose_restore_failed_is_opened_again(
     service = Bus(f"{rabbitmq_url}?name=restore-{unique}", bus_prefix)
     await bus.declare_service_queue(WORK)
     handled: list[str] = []
-
-    async def work(event: Event, delivery: Delivery) -> None:
-        handled.append(event.event_id)
-
     try:
         await service.connect()
-        consumer = await service.consume(WORK, work)
+        consumer = await service.consume(WORK, recorder(handled))
         for channel in (consumer._channel, service._channel):
-            assert channel is not None
-            failed = fail_next_restore(monkeypatch, channel)
-            await close_from_broker(channel)
-            await wait_for(lambda: failed, message="aio-pika's restore failed")  # noqa: B023
-        marker = ErrorReported(service="test", error_type="Marker", message="after")
-        await bus.publish(marker)
-        await wait_for(
-            lambda: marker.event_id in handled,
-            timeout=RESUME_SECONDS,
-            message="consumption resumed on a channel aio-pika did not restore",
+            await kill_channel(monkeypatch, channel)
+        await publish_and_wait_handled(
+            bus, handled, "consumption resumed on a channel aio-pika did not restore"
         )
         # The publishing channel too: confirmed within the publish's own deadline.
         again = ErrorReported(service="test", error_type="Marker", message="published")
@@ -149,29 +138,43 @@ async def test_a_queue_resumed_while_its_channel_is_dead_is_consumed_on_the_new_
     service = Bus(f"{rabbitmq_url}?name=resume-{unique}", bus_prefix)
     await bus.declare_service_queue(WORK)
     handled: list[str] = []
+    try:
+        await service.connect()
+        consumer = await service.consume(WORK, recorder(handled), queues=[])
+        await kill_channel(monkeypatch, consumer._channel)
+        await asyncio.wait_for(consumer.resume("work"), RESUME_SECONDS)
+        assert consumer.consuming == ["work"]
+        await publish_and_wait_handled(
+            bus, handled, "the resumed queue consumed on the channel the bus opened again"
+        )
+    finally:
+        await service.close()
+
+
+def recorder(handled: list[str]) -> Handler:
+    """A handler that records the id of each event it handles."""
 
     async def work(event: Event, delivery: Delivery) -> None:
         handled.append(event.event_id)
 
-    try:
-        await service.connect()
-        consumer = await service.consume(WORK, work, queues=[])
-        channel = consumer._channel
-        assert channel is not None
-        failed = fail_next_restore(monkeypatch, channel)
-        await close_from_broker(channel)
-        await wait_for(lambda: failed, message="aio-pika's restore failed")
-        await asyncio.wait_for(consumer.resume("work"), RESUME_SECONDS)
-        assert consumer.consuming == ["work"]
-        marker = ErrorReported(service="test", error_type="Marker", message="resumed")
-        await bus.publish(marker)
-        await wait_for(
-            lambda: marker.event_id in handled,
-            timeout=RESUME_SECONDS,
-            message="the resumed queue consumed on the channel the bus opened again",
-        )
-    finally:
-        await service.close()
+    return work
+
+
+async def kill_channel(monkeypatch: pytest.MonkeyPatch, channel: AbstractChannel | None) -> None:
+    """The broker closes ``channel`` (its connection stays up) and aio-pika's one restore of it
+    fails: it stays closed until the bus opens it again."""
+    assert channel is not None
+    failed = fail_next_restore(monkeypatch, channel)
+    await close_from_broker(channel)
+    await wait_for(lambda: failed, message="aio-pika's restore failed")
+
+
+async def publish_and_wait_handled(bus: Bus, handled: list[str], consumed: str) -> None:
+    """A marker published on ``bus``, handled within ``RESUME_SECONDS`` (``consumed``: what that
+    shows, for the timeout's message)."""
+    marker = ErrorReported(service="test", error_type="Marker", message="marker")
+    await bus.publish(marker)
+    await wait_for(lambda: marker.event_id in handled, timeout=RESUME_SECONDS, message=consumed)
 
 
 def fail_next_restore(monkeypatch: pytest.MonkeyPatch, channel: AbstractChannel) -> list[str]:
