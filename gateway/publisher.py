@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from aio_pika.exceptions import PublishError
-
 from gateway.metrics import Metrics
 from shared.bus import ROUTING_KEY_HEADER, UNROUTED_SERVICE, Bus, BusError, RawPublish
+from shared.confirms import Returned
 from shared.events import Event
 from shared.feed import FeedQueue
 from shared.logs import fields
@@ -134,7 +133,7 @@ class Publisher:
                 timeout=max(deadline - time.monotonic(), 0.001),
             )
         except BusError as error:
-            if not isinstance(error.__cause__, PublishError):
+            if not isinstance(error.__cause__, Returned):
                 raise
             await self._park(item, deadline)
             return
@@ -155,7 +154,7 @@ class Publisher:
         for item, outcome in zip(items, outcomes, strict=True):
             if outcome is None:
                 self.metrics.events_published(item.event.type)
-            elif isinstance(outcome.__cause__, PublishError):
+            elif isinstance(outcome.__cause__, Returned):
                 returned.append(item)
             else:
                 raise outcome

@@ -24,9 +24,11 @@ Topology, for a prefix ``P`` (``BUS_PREFIX``) and each consuming service ``S``:
   still drain into ``P.S`` by their own TTL; each is deleted once empty, at a later start.
 
 Publishing is persistent, confirmed and ``mandatory``: a nack or an unroutable return raises,
-never a silent success. A publish that meets a reconnect is retried until its deadline. A channel
-aio-pika did not restore after a reconnect (publishing, or a consumer's) is opened again by the
-bus (``Bus.watch``).
+never a silent success. It has a connection of its own (``shared.confirms``, named like the bus's
+with ``.publish`` after it), reopened when lost; a publish that meets a reconnect is retried
+until its deadline. Topology and consumers are on aio-pika's robust connection; a channel
+aio-pika did not restore after a reconnect (the declaring one, or a consumer's) is opened again
+by the bus (``Bus.watch``).
 """
 
 from __future__ import annotations
@@ -37,22 +39,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import aio_pika
-import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import (
-    AMQPError,
-    ChannelInvalidStateError,
-    DeliveryError,
-    PublishError,
-)
+from aio_pika.exceptions import AMQPError
+from yarl import URL
 
 from shared import topology
+from shared.confirms import LinkDown, Nacked, Returned
 from shared.consumer import ATTEMPT_HEADER as ATTEMPT_HEADER
 from shared.consumer import ERROR_HEADER as ERROR_HEADER
 from shared.consumer import Consumer as Consumer
@@ -64,7 +62,7 @@ from shared.events import Event
 from shared.logs import describe
 from shared.publishing import (
     Expired,
-    PublishBatcher,
+    PublishLink,
     SameIdTurns,
     confirmed,
     message_properties,
@@ -87,6 +85,8 @@ log = logging.getLogger("mensajero.bus")
 UNROUTED_SERVICE = "gateway.unrouted"
 ROUTING_KEY_HEADER = "x-mensajero-routing-key"
 PERSISTENT = 2  # AMQP delivery mode
+# The publishing connection's name: the bus's, with this after it.
+PUBLISHING_SUFFIX = ".publish"
 # How long aio-pika has, once the connection is back, to restore a closed channel itself before
 # the bus opens a new one (see Bus.watch); its restores take milliseconds.
 CHANNEL_RESTORE_GRACE_SECONDS = 2.0
@@ -127,7 +127,7 @@ class Bus:
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
         self._publishing = SameIdTurns()
-        self._batcher = PublishBatcher()
+        self._link: PublishLink | None = None
         self._revivals: dict[int, asyncio.Task[None]] = {}  # by id() of the channel (watch())
         self._closing = False
 
@@ -143,22 +143,29 @@ class Bus:
             self._connection = await asyncio.wait_for(
                 aio_pika.connect_robust(self.url, client_properties=properties), timeout
             )
+            base = _url_name(self.url) or self.name
+            link = PublishLink(self.url, f"{base}{PUBLISHING_SUFFIX}" if base else None)
+            await asyncio.wait_for(link.open(), timeout)
         except Exception as error:  # reported as one clear line
+            if self._connection is not None:
+                await self._connection.close()
+                self._connection = None
             raise BusUnavailable(
                 f"cannot reach RabbitMQ at {_redact(self.url)}: {describe(error)}"
             ) from error
-        await self._open_publishing()
+        self._link = link
+        await self._open_declaring()
 
-    async def _open_publishing(self) -> None:
-        """The confirmed publishing channel, in place of the one before (closed, so that aio-pika
-        does not restore it too)."""
-        channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+    async def _open_declaring(self) -> None:
+        """The channel that declares the topology and answers /readyz, in place of the one before
+        (closed, so that aio-pika does not restore it too). Publishes go on the link."""
+        channel = await self.connection.channel()
         await channel.declare_exchange(
             self.names.exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
         await channel.declare_exchange(self.names.dlx, aio_pika.ExchangeType.DIRECT, durable=True)
         old, self._channel = self._channel, channel
-        self.watch(channel, self._open_publishing, lambda: self._channel is not channel)
+        self.watch(channel, self._open_declaring, lambda: self._channel is not channel)
         if old is not None:
             await close_quietly(old)
 
@@ -218,6 +225,8 @@ class Bus:
         await asyncio.gather(*revivals, return_exceptions=True)
         for consumer in list(self._consumers):
             await consumer.stop(grace=0)
+        if self._link is not None:
+            await self._link.close()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -258,8 +267,10 @@ class Bus:
             await close_quietly(channel)
 
     async def ping(self) -> bool:
-        """True when the broker answers now (used by /readyz)."""
+        """True when the broker answers now, both connections up (used by /readyz)."""
         if self._channel is None or not self.is_connected():
+            return False
+        if self._link is None or not self._link.connected:
             return False
         try:
             await asyncio.wait_for(
@@ -353,13 +364,10 @@ class Bus:
         outcomes: list[BusError | None] = [None] * len(items)
         alone: list[int] = []  # each through publish_raw: its id is in flight, or a retry
         waiting: dict[asyncio.Future[Any], int] = {}
-        try:
-            channel: aiormq.Channel | None = await self._publishing_channel()
-        except ChannelInvalidStateError:
-            channel = None
+        link = self._link if self._link is not None and self._link.connected else None
         try:
             for index, item in enumerate(items):
-                confirmation = self._start_publish(channel, item)
+                confirmation = self._start_publish(link, item)
                 if confirmation is None:
                     alone.append(index)
                 else:
@@ -386,11 +394,11 @@ class Bus:
         return outcomes
 
     def _start_publish(
-        self, channel: aiormq.Channel | None, item: RawPublish
+        self, link: PublishLink | None, item: RawPublish
     ) -> asyncio.Future[Any] | None:
         """Write one item of a batch (its turn taken); None when it must go on its own through
-        :meth:`publish_raw`: its id is in flight, or the channel is gone (then retried)."""
-        if channel is None or item.event_id in self._publishing:
+        :meth:`publish_raw`: its id is in flight, or the link is down (then retried)."""
+        if link is None or item.event_id in self._publishing:
             return None
         properties = _properties(
             item.event_id,
@@ -399,15 +407,14 @@ class Bus:
             _keyed(item.headers, item.key, item.event_id),
         )
         try:
-            confirmation = self._batcher.publish(
-                channel,
+            confirmation = link.publish(
+                "" if item.exchange == "" else self.names.exchange,
+                item.routing_key,
+                properties,
                 item.body,
-                exchange="" if item.exchange == "" else self.names.exchange,
-                routing_key=item.routing_key,
-                message_id=item.event_id,
-                properties=properties,
+                item.event_id,
             )
-        except ChannelInvalidStateError:  # closed under aio-pika's channel: retried
+        except LinkDown:  # retried
             return None
         self._publishing.enter(item.event_id)
         return confirmation
@@ -429,19 +436,15 @@ class Bus:
             if deadline - time.monotonic() <= 0:
                 raise BusUnavailable(f"publish of {event_type} not confirmed before the deadline")
             try:
-                # aiormq's Channel directly, through the batcher: the publishes of one loop turn
-                # go to the socket as one write (shared.publishing); the confirm is awaited here.
-                confirmation = self._batcher.publish(
-                    await self._publishing_channel(),
-                    body,
-                    exchange=exchange_name,
-                    routing_key=routing_key,
-                    message_id=event_id,
-                    properties=properties,
+                if self._link is None:
+                    raise LinkDown("bus is not connected")
+                # The publishes of one loop turn go to the socket as one write (shared.confirms).
+                confirmation = self._link.publish(
+                    exchange_name, routing_key, properties, body, event_id
                 )
                 await confirmed(confirmation, deadline)
                 return
-            except (PublishError, DeliveryError) as error:
+            except (Returned, Nacked) as error:
                 raise (_refusal(error, event_type, routing_key) or error) from error
             except Expired:
                 raise BusUnavailable(
@@ -450,26 +453,15 @@ class Bus:
             except Exception as error:  # retried when transient
                 if not _is_transient(error):
                     raise
+                if self._closing:  # the link will not come back
+                    raise BusUnavailable(f"publish of {event_type}: the bus is closing") from error
                 log.warning("publish interrupted, retrying: %s", describe(error))
                 await self._wait_reconnected(deadline)
 
-    async def _publishing_channel(self) -> aiormq.Channel:
-        if self._channel is None or self._channel.is_closed or self._connection is None:
-            raise ChannelInvalidStateError("publishing channel is not open")
-        # A robust channel's get_underlay_channel() waits for a reconnect without a deadline;
-        # the caller waits for it instead, within its own (_wait_reconnected).
-        if not self._connection.connected.is_set():
-            raise ChannelInvalidStateError("connection is being restored")
-        # aio-pika's channels wrap aiormq's Channel; its abstract type lacks ``wait``.
-        return cast(aiormq.Channel, await self._channel.get_underlay_channel())
-
     async def _wait_reconnected(self, deadline: float) -> None:
-        # The robust connection restores its channels in the background; give it a moment.
         remaining = max(0.0, deadline - time.monotonic())
-        if self._connection is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._connection.ready(), min(remaining, 1.0))
-        # The connection may be back before the channel is restored.
+        if self._link is not None and await self._link.wait_connected(min(remaining, 1.0)):
+            return
         await asyncio.sleep(min(max(0.0, deadline - time.monotonic()), 0.05))
 
     # ------------------------------------------------------------------ consuming
@@ -561,14 +553,19 @@ def _properties(
 
 def _refusal(error: BaseException, event_type: str, routing_key: str) -> BusError | None:
     """The broker's refusal of a publish as a BusError (None: not a refusal)."""
-    if isinstance(error, PublishError):
+    if isinstance(error, Returned):
         refusal = BusError(f"{event_type} was returned unroutable ({routing_key})")
-    elif isinstance(error, DeliveryError):
+    elif isinstance(error, Nacked):
         refusal = BusError(f"{event_type} was nacked by the broker")
     else:
         return None
     refusal.__cause__ = error
     return refusal
+
+
+def _url_name(url: str) -> str | None:
+    """The connection name given in the URL (``?name=``), if any."""
+    return URL(url).query.get("name") or None
 
 
 def _redact(url: str) -> str:

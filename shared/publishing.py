@@ -1,42 +1,25 @@
-"""Confirmed publishes written together: one socket write per event-loop turn, not per message.
-
-aiormq's ``basic_publish`` puts each message on the connection's write queue on its own, and its
-writer task hands each to the socket as it comes: one ``send`` system call per event, the
-largest cost of a confirmed publish after the broker's (on loopback, a send also does the
-receiving side's TCP work). :class:`PublishBatcher` collects every publish asked for during one
-turn of the event loop (one webhook's events, and those of the other webhooks that arrived in
-the same turn), numbers them with the channel's delivery tags, marshals their frames and puts
-them on the write queue as one frame, which the writer writes at once. Each publish still has
-its own confirmation future, exactly as aiormq registers it (``confirmations`` by delivery tag,
-``message_id_delivery_tag`` for a return), so the broker's acks, nacks and returns resolve it as
-before, and a channel that closes rejects it.
-
-Every publish on a channel given to a batcher must go through it: delivery tags are numbered
-here, without aiormq's channel lock (the numbering and the put happen in one synchronous step).
+"""Publishing's parts the bus puts together: the message properties as bytes, the reconnecting
+publishing connection (:class:`PublishLink` over :mod:`shared.confirms`), the wait for a
+confirm by a deadline, and one publish per message id at a time (a return is matched by it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import logging
 import struct
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import aiormq
 import pamqp.encode
-import pamqp.frame
-from aiormq.abc import ChannelFrame
-from aiormq.exceptions import ChannelInvalidStateError
-from pamqp import commands as spec
 
-_BODY_FRAME = 3
-_FRAME_END = b"\xce"
-DRAIN_CHECK_SECONDS = 1.0
+from shared.confirms import Endpoint, LinkDown, PublishConnection
+from shared.logs import describe
 
+log = logging.getLogger("mensajero.bus")
 
-_HEADER_FRAME = 2
 _PERSISTENT_JSON = b"\x10application/json"  # content_type, as a shortstr
 _PERSISTENT = b"\x02"  # delivery_mode
 _NO_HEADERS = b"\x00\x00\x00\x00"  # an empty table
@@ -90,135 +73,87 @@ def _table(headers: dict[str, Any]) -> bytes:
     return struct.pack(">I", len(table)) + table
 
 
-@dataclass(slots=True)
-class _Pending:
-    channel: aiormq.Channel
-    exchange: str
-    routing_key: str
-    message_id: str
-    properties: bytes
-    body: bytes
-    confirmation: asyncio.Future[Any]
+RECONNECT_FIRST_SECONDS = 0.2
+RECONNECT_MAX_SECONDS = 5.0
 
 
-class PublishBatcher:
-    """Mandatory publishes on aiormq channels, marshalled and queued together once per turn."""
+class PublishLink:
+    """The bus's publishing connection (:mod:`shared.confirms`), opened again whenever it is
+    lost: at once, then after 0.2 s, doubling up to 5 s. Publishes asked for while it is away
+    raise :class:`LinkDown`; the bus retries them within their deadline."""
 
-    def __init__(self) -> None:
-        self._pending: list[_Pending] = []
-        self._scheduled = False
-        # Frames the write queue (bounded) had no room for, put in order by one task.
-        self._backlog: collections.deque[tuple[aiormq.Channel, ChannelFrame]] = collections.deque()
-        self._draining: asyncio.Task[None] | None = None
-        self._publish_frames: dict[tuple[int, str, str], bytes] = {}
+    def __init__(self, url: str, name: str | None) -> None:
+        self.endpoint = Endpoint.parse(url, name)
+        self._connection: PublishConnection | None = None
+        self._up = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def open(self) -> None:
+        self._connection = await PublishConnection.open(self.endpoint)
+        self._up.set()
+        self._keeper = asyncio.get_running_loop().create_task(self._keep())
 
     def publish(
-        self,
-        channel: aiormq.Channel,
-        body: bytes,
-        *,
-        exchange: str,
-        routing_key: str,
-        message_id: str,
-        properties: bytes,
-    ) -> asyncio.Future[Any]:
-        """The future of the broker's answer: an ack's frame, or PublishError (returned,
-        ``mandatory``), DeliveryError (nacked), or the channel's close reason.
+        self, exchange: str, routing_key: str, properties: bytes, body: bytes, message_id: str
+    ) -> asyncio.Future[None]:
+        """See :meth:`PublishConnection.publish`; :class:`LinkDown` while reconnecting."""
+        connection = self._connection
+        if connection is None or connection.lost.done():
+            raise LinkDown("publishing connection is being restored")
+        return connection.publish(exchange, routing_key, properties, body, message_id)
 
-        ``properties``: encoded (:func:`message_properties`), their ``message_id`` given too
-        (a return names its publish by it)."""
-        if channel.is_closed:
-            raise ChannelInvalidStateError(f"{channel!r} closed")
-        confirmation: asyncio.Future[Any] = channel.create_future()
-        self._pending.append(
-            _Pending(channel, exchange, routing_key, message_id, properties, body, confirmation)
-        )
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-        return confirmation
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and not self._connection.lost.done()
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        pending, self._pending = self._pending, []
-        # Normally one channel; after a reconnect publishes may name the old one too.
-        frames: dict[aiormq.Channel, list[bytes]] = {}
-        for item in pending:
-            if item.confirmation.done():  # its publisher gave up before the write
-                continue
-            channel = item.channel
-            if channel.is_closed:
-                item.confirmation.set_exception(ChannelInvalidStateError(f"{channel!r} closed"))
-                continue
-            frames.setdefault(channel, []).extend(self._register(item))
-        for channel, parts in frames.items():
-            self._put(channel, ChannelFrame(payload=b"".join(parts), should_close=False))
+    @property
+    def blocked(self) -> str | None:
+        """Why RabbitMQ blocks publishing now (a memory or disk alarm); None when it does not."""
+        return self._connection.blocked if self.connected and self._connection else None
 
-    def _register(self, item: _Pending) -> list[bytes]:
-        """The publish's frames, its delivery tag and return lookup registered as aiormq does."""
-        channel = item.channel
-        channel.delivery_tag += 1
-        tag = channel.delivery_tag
-        message_id = item.message_id
-        channel.confirmations[tag] = item.confirmation
-        if message_id:
-            channel.message_id_delivery_tag[message_id] = tag
+    async def wait_connected(self, timeout: float) -> bool:
+        """True once connected, within ``timeout``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not self.connected:
+                    self._up.clear()  # it may still be set, the loss just noticed
+                    await self._up.wait()
+        return self.connected
 
-            def forget(_: asyncio.Future[Any]) -> None:
-                if channel.message_id_delivery_tag.get(message_id) == tag:
-                    del channel.message_id_delivery_tag[message_id]
-
-            item.confirmation.add_done_callback(forget)
-        number = channel.number
-        body = item.body
-        parts = [
-            self._publish_frame(number, item.exchange, item.routing_key),
-            struct.pack(
-                ">BHIHHQ", _HEADER_FRAME, number, 12 + len(item.properties), 60, 0, len(body)
-            ),
-            item.properties,
-            _FRAME_END,
-        ]
-        size = channel.max_content_size
-        for start in range(0, len(body), size):
-            chunk = body[start : start + size]
-            parts += (struct.pack(">BHI", _BODY_FRAME, number, len(chunk)), chunk, _FRAME_END)
-        return parts
-
-    def _publish_frame(self, number: int, exchange: str, routing_key: str) -> bytes:
-        key = (number, exchange, routing_key)
-        frame = self._publish_frames.get(key)
-        if frame is None:
-            if len(self._publish_frames) > 1024:  # routing keys are event types: a few
-                self._publish_frames.clear()
-            method = spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=True)
-            frame = self._publish_frames[key] = pamqp.frame.marshal(method, number)
-        return frame
-
-    def _put(self, channel: aiormq.Channel, frame: ChannelFrame) -> None:
-        if not self._backlog:
-            try:
-                channel.write_queue.put_nowait(frame)
+    async def _keep(self) -> None:
+        while not self._closing and self._connection is not None:
+            reason = await self._connection.lost
+            self._up.clear()
+            if self._closing:
                 return
-            except asyncio.QueueFull:
-                pass
-        # Behind what is waiting already: delivery tags must reach the broker in their order.
-        self._backlog.append((channel, frame))
-        if self._draining is None or self._draining.done():
-            self._draining = asyncio.get_running_loop().create_task(self._drain())
+            log.warning("publishing connection lost (%s): reconnecting", reason)
+            self._connection = await self._reopen()
+            log.info("publishing connection restored")
+            self._up.set()
 
-    async def _drain(self) -> None:
-        while self._backlog:
-            channel, frame = self._backlog[0]
-            # A channel that closed meanwhile has rejected these publishes' confirmations; its
-            # connection's queue may never have room again.
-            while not channel.is_closed:
-                try:
-                    await asyncio.wait_for(channel.write_queue.put(frame), DRAIN_CHECK_SECONDS)
-                    break
-                except TimeoutError:
-                    continue
-            self._backlog.popleft()
+    async def _reopen(self) -> PublishConnection:
+        delay = 0.0
+        while True:
+            try:
+                return await PublishConnection.open(self.endpoint)
+            except Exception as error:  # the broker is away: try again, more slowly
+                delay = min(max(delay * 2, RECONNECT_FIRST_SECONDS), RECONNECT_MAX_SECONDS)
+                log.warning(
+                    "publishing connection not restored: %s; next try in %.1f s",
+                    describe(error),
+                    delay,
+                )
+                await asyncio.sleep(delay)  # a backoff, not a wait for anything
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._keeper is not None:
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
+        if self._connection is not None:
+            await self._connection.close()
+        self._up.clear()
 
 
 # --- waiting for the broker, and one publish per message id at a time (used by shared.bus)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shared.bus import PUBLISHING_SUFFIX
+
 
 async def wait_for(
     condition: Callable[[], Any],
@@ -34,13 +36,16 @@ async def wait_for(
 
 
 async def close_broker_connections(name: str, reason: str = "closed by a test") -> int:
-    """Close, from the broker's side, the AMQP connections named ``name`` (a client sets the
-    name with ``?name=`` in its URL), as a broker or a network fault would; returns how many."""
+    """Close, from the broker's side, a bus's AMQP connections: those named ``name`` (a client
+    sets the name with ``?name=`` in its URL) and its publishing one (``name.publish``), as a
+    broker or a network fault would; returns how many (2 for one bus)."""
     listing = await _rabbitmqctl(
         "list_connections", "-q", "--no-table-headers", "pid", "client_properties"
     )
-    wanted = f'{{"connection_name","{name}"}}'
-    pids = [line.split("\t")[0] for line in listing.splitlines() if wanted in line]
+    wanted = [f'{{"connection_name","{n}"}}' for n in (name, f"{name}{PUBLISHING_SUFFIX}")]
+    pids = [
+        line.split("\t")[0] for line in listing.splitlines() if any(each in line for each in wanted)
+    ]
     for pid in pids:
         await _rabbitmqctl("close_connection", pid, reason)
     return len(pids)

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from shared.bus import PUBLISHING_SUFFIX
 from tests.system.harness import free_port
 
 GUEST_AUTH = "Basic " + base64.b64encode(b"guest:guest").decode()
@@ -219,11 +220,13 @@ class RabbitNode:
         return found
 
     async def close_connections_named(self, name: str) -> int:
-        """Close every connection the services name ``name`` (``Bus(name=...)``)."""
+        """Close the connections of the services' buses named ``name`` (``Bus(name=...)``): the
+        bus's own and its publishing one (``name.publish``)."""
+        names = {name, f"{name}{PUBLISHING_SUFFIX}"}
         found = [
             c["name"]
             for c in await self.connections()
-            if (c.get("client_properties") or {}).get("connection_name") == name
+            if (c.get("client_properties") or {}).get("connection_name") in names
         ]
         await self._close(found)
         return len(found)

@@ -53,7 +53,7 @@ async def test_closed_connection_mid_call_sends_each_message_once(
     await wait_for(
         lambda: _accepted_at_least(stack, 20), timeout=30, message="first sends answered"
     )
-    assert await close_broker_connections(name) == 1
+    assert await close_broker_connections(name) == 2
     await wait_for(
         lambda: service_of(app).bus.is_connected(), timeout=30, message="sender reconnected"
     )

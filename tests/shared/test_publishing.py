@@ -1,5 +1,6 @@
-"""Publishes written together (shared.publishing): the frames as pamqp writes them, and on a real
-RabbitMQ one write-queue frame for a turn's publishes, each with its own broker answer."""
+"""Publishes written together (shared.publishing, shared.confirms): the properties as pamqp
+writes them, and on a real RabbitMQ one socket write for a turn's publishes, each with its own
+broker answer."""
 
 from __future__ import annotations
 
@@ -63,38 +64,39 @@ def test_a_short_string_past_amqps_limit_is_refused() -> None:
 
 
 @pytest.mark.integration
-async def test_a_turns_publishes_are_one_write_each_answered_on_its_own(bus: Bus) -> None:
+async def test_a_turns_publishes_are_one_write_each_answered_on_its_own(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await bus.declare_service_queue(QueueSpec(service="svc", routing_keys=["error.#"]))
-    channel = await bus._publishing_channel()
-    queue = channel.write_queue
-    puts: list[object] = []
-    put_nowait = queue.put_nowait
+    assert bus._link is not None and bus._link._connection is not None
+    connection = bus._link._connection
+    writes: list[int] = []
+    write = connection._write
 
-    def counted(frame: Any) -> None:
-        puts.append(frame)
-        put_nowait(frame)
+    def counted(data: bytes) -> None:
+        writes.append(len(data))
+        write(data)
 
-    queue.put_nowait = counted  # type: ignore[method-assign,assignment]
-    try:
-        routed = [ErrorReported(service="t", error_type="k", message=str(n)) for n in range(150)]
-        results = await asyncio.gather(
-            *(bus.publish(event) for event in routed),
-            *(
-                bus.publish_raw(
-                    routing_key="nothing.bound",
-                    body=b"{}",
-                    event_type="nothing.bound",
-                    event_id=f"unbound-{n}",
-                )
-                for n in range(150)
-            ),
-            return_exceptions=True,
-        )
-    finally:
-        queue.put_nowait = put_nowait  # type: ignore[method-assign]
+    monkeypatch.setattr(connection, "_write", counted)
+    routed = [ErrorReported(service="t", error_type="k", message=str(n)) for n in range(150)]
+    results = await asyncio.gather(
+        *(bus.publish(event) for event in routed),
+        *(
+            bus.publish_raw(
+                routing_key="nothing.bound",
+                body=b"{}",
+                event_type="nothing.bound",
+                event_id=f"unbound-{n}",
+            )
+            for n in range(150)
+        ),
+        return_exceptions=True,
+    )
+    monkeypatch.undo()
     assert results[:150] == [None] * 150
     assert all(isinstance(r, BusError) and "unroutable" in str(r) for r in results[150:])
-    assert 1 <= len(puts) <= 3, f"{len(puts)} writes for 300 publishes"
+    assert 1 <= len(writes) <= 3, f"{len(writes)} writes for 300 publishes"
+    assert connection.in_flight == 0
     inspect = await bus.connection.channel()
     try:
         declared = await inspect.declare_queue(bus.names.queue("svc"), passive=True)
