@@ -35,6 +35,19 @@ def _shortstr(value: str) -> bytes:
     return bytes((len(raw),)) + raw
 
 
+# Message types are event types, a few dozen: each one's short string made once.
+_TYPES: dict[str, bytes] = {}
+
+
+def _type_shortstr(message_type: str) -> bytes:
+    encoded = _TYPES.get(message_type)
+    if encoded is None:
+        encoded = _shortstr(message_type)
+        if len(_TYPES) < 1024:
+            _TYPES[message_type] = encoded
+    return encoded
+
+
 def message_properties(
     message_id: str, message_type: str, correlation_id: str | None, headers: dict[str, Any]
 ) -> bytes:
@@ -42,8 +55,7 @@ def message_properties(
     encodes them (tests/shared/test_publishing.py): pamqp's generic encoder cost more than the
     rest of a publish's framing. An empty string is left out, as pamqp leaves it."""
     flags = _CONTENT_TYPE | _HEADERS | _DELIVERY_MODE
-    parts = [b"", _PERSISTENT_JSON, _table(headers) if headers else _NO_HEADERS]
-    parts.append(_PERSISTENT)
+    parts = [b"", _PERSISTENT_JSON, _table(headers) if headers else _NO_HEADERS, _PERSISTENT]
     if correlation_id:
         flags |= _CORRELATION_ID
         parts.append(_shortstr(correlation_id))
@@ -52,15 +64,32 @@ def message_properties(
         parts.append(_shortstr(message_id))
     if message_type:
         flags |= _TYPE
-        parts.append(_shortstr(message_type))
-    parts[0] = struct.pack(">H", flags)
+        parts.append(_type_shortstr(message_type))
+    parts[0] = _FLAGS[flags]
     return b"".join(parts)
+
+
+# The property flags' two bytes, for each combination of the optional ones.
+_FLAGS = {
+    flags: struct.pack(">H", flags)
+    for flags in (
+        _CONTENT_TYPE | _HEADERS | _DELIVERY_MODE | optional
+        for optional in range(0, 0x0800)
+        if optional & ~(_CORRELATION_ID | _MESSAGE_ID | _TYPE) == 0
+    )
+}
 
 
 def _table(headers: dict[str, Any]) -> bytes:
     """A field table as pamqp encodes it; text values (every publish's partition key) written
     here, in pamqp's order (sorted keys), since pamqp's generic encoder costs a few
     microseconds per publish. Anything else, or a key pamqp would truncate, goes to pamqp."""
+    if len(headers) == 1:  # the partition key alone: most publishes
+        ((key, value),) = headers.items()
+        if type(key) is str and type(value) is str and len(key) <= 128 and key.isascii():
+            text = value.encode()
+            size = struct.pack(">I", 1 + len(key) + 5 + len(text))
+            return b"".join((size, bytes((len(key),)), key.encode(), b"S", _u32(text), text))
     data: list[bytes] = []
     for key, value in sorted(headers.items()):
         if type(value) is not str or type(key) is not str:
@@ -71,6 +100,10 @@ def _table(headers: dict[str, Any]) -> bytes:
         data += (bytes((len(name),)), name, b"S", struct.pack(">I", len(text)), text)
     table = b"".join(data)
     return struct.pack(">I", len(table)) + table
+
+
+def _u32(data: bytes) -> bytes:
+    return struct.pack(">I", len(data))
 
 
 RECONNECT_FIRST_SECONDS = 0.2

@@ -237,3 +237,29 @@ async def test_the_publishing_connection_is_named_after_the_bus(
             )
     finally:
         await bus.close()
+
+
+async def test_a_block_and_its_end_are_told() -> None:
+    connection = PublishConnection()
+    connection.data_received(_frame(spec.Connection.Blocked("low on memory"), 0))
+    assert connection.blocked == "low on memory"
+    connection.data_received(_frame(spec.Connection.Unblocked(), 0))
+    assert connection.blocked is None and not connection.lost.done()
+
+
+@pytest.mark.integration
+async def test_a_body_larger_than_a_frame_arrives_whole(bus: Bus) -> None:
+    # Past the broker's frame size (128 KiB): the body goes out in several frames.
+    sink = QueueSpec(service="big", routing_keys=["error.#"], retry_tiers_ms=())
+    await bus.declare_service_queue(sink)
+    event = ErrorReported(service="t", error_type="k", message="é" * 200_000)
+    await bus.publish(event)
+    channel = await bus.connection.channel()
+    try:
+        queue = await channel.get_queue(bus.names.queue("big"), ensure=False)
+        message = await queue.get(timeout=10)
+        assert message.body == event.model_dump_json().encode()
+        assert message.message_id == event.event_id
+        await message.ack()
+    finally:
+        await channel.close()
