@@ -50,7 +50,7 @@ from aio_pika.exceptions import AMQPError
 from yarl import URL
 
 from shared import topology
-from shared.confirms import LinkDown, Nacked, Returned
+from shared.confirms import Held, LinkDown, Nacked, Returned
 from shared.consumer import ATTEMPT_HEADER as ATTEMPT_HEADER
 from shared.consumer import ERROR_HEADER as ERROR_HEADER
 from shared.consumer import Consumer as Consumer
@@ -455,12 +455,13 @@ class Bus:
                     raise
                 if self._closing:  # the link will not come back
                     raise BusUnavailable(f"publish of {event_type}: the bus is closing") from error
-                log.warning("publish interrupted, retrying: %s", describe(error))
+                if not isinstance(error, Held):  # a block is logged once, by the link
+                    log.warning("publish interrupted, retrying: %s", describe(error))
                 await self._wait_reconnected(deadline)
 
     async def _wait_reconnected(self, deadline: float) -> None:
         remaining = max(0.0, deadline - time.monotonic())
-        if self._link is not None and await self._link.wait_connected(min(remaining, 1.0)):
+        if self._link is not None and await self._link.wait_ready(min(remaining, 1.0)):
             return
         await asyncio.sleep(min(max(0.0, deadline - time.monotonic()), 0.05))
 

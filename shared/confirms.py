@@ -65,6 +65,12 @@ class LinkDown(ConnectionError):
     """The publishing connection is not open (lost, closed, not yet restored)."""
 
 
+class Held(LinkDown):
+    """Open, but not taking publishes now: RabbitMQ blocks it (a memory or disk alarm), or the
+    socket's send buffer is full. Refused at once rather than piled up in memory; the bus waits
+    for it to lift (``writable``) within each publish's deadline."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where and how to connect, read from an ``amqp://`` or ``amqps://`` URL as aio-pika
@@ -135,6 +141,9 @@ class PublishConnection(asyncio.Protocol):
         self._heartbeat_timer: asyncio.TimerHandle | None = None
         self._last_received = self._loop.time()
         self.blocked: str | None = None
+        self._paused = False  # the transport's buffer is over its high-water mark
+        self.writable = asyncio.Event()  # neither blocked nor paused (or gone: then lost)
+        self.writable.set()
 
     # ------------------------------------------------------------------ opening, closing
 
@@ -203,6 +212,8 @@ class PublishConnection(asyncio.Protocol):
         :class:`Nacked` or :class:`LinkDown`. ``properties``: encoded Basic properties
         (``shared.publishing.message_properties``), ``message_id`` among them. Publishes of one
         turn of the event loop go out in one write."""
+        if not self.writable.is_set():
+            raise Held(f"RabbitMQ is not taking publishes now: {self._held_by()}")
         if self.lost.done():
             raise LinkDown(f"publishing connection lost: {self.lost.result()}")
         self._tag += 1
@@ -294,6 +305,14 @@ class PublishConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
+    def pause_writing(self) -> None:
+        self._paused = True
+        self._held()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._held()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._gone(f"{exc}" if exc else "closed by the broker")
 
@@ -355,9 +374,11 @@ class PublishConnection(asyncio.Protocol):
         elif isinstance(frame, spec.Connection.Blocked):
             self.blocked = frame.reason or "blocked"
             log.warning("RabbitMQ blocked publishing: %s", self.blocked)
+            self._held()
         elif isinstance(frame, spec.Connection.Unblocked):
             self.blocked = None
             log.info("RabbitMQ unblocked publishing")
+            self._held()
         elif isinstance(frame, spec.Channel.Flow):
             self._send(channel, spec.Channel.FlowOk(frame.active))
         else:
@@ -379,7 +400,17 @@ class PublishConnection(asyncio.Protocol):
         for confirmation, _ in pending.values():
             if not confirmation.done():
                 confirmation.set_exception(LinkDown(f"publishing connection lost: {reason}"))
+        self.writable.set()  # who waits for it sees the loss instead
         self._wake()
+
+    def _held(self) -> None:
+        if self.lost.done() or (self.blocked is None and not self._paused):
+            self.writable.set()
+        else:
+            self.writable.clear()
+
+    def _held_by(self) -> str:
+        return f"blocked ({self.blocked})" if self.blocked else "its send buffer is full"
 
     def _beat(self) -> None:
         silent = self._loop.time() - self._last_received

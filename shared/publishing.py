@@ -141,18 +141,29 @@ class PublishLink:
         return self._connection is not None and not self._connection.lost.done()
 
     @property
+    def ready(self) -> bool:
+        """Connected and taking publishes (not blocked, its send buffer not full)."""
+        return (
+            self.connected and self._connection is not None and self._connection.writable.is_set()
+        )
+
+    @property
     def blocked(self) -> str | None:
         """Why RabbitMQ blocks publishing now (a memory or disk alarm); None when it does not."""
         return self._connection.blocked if self.connected and self._connection else None
 
-    async def wait_connected(self, timeout: float) -> bool:
-        """True once connected, within ``timeout``."""
+    async def wait_ready(self, timeout: float) -> bool:
+        """True once connected and taking publishes (:attr:`ready`), within ``timeout``."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while not self.connected:
-                    self._up.clear()  # it may still be set, the loss just noticed
-                    await self._up.wait()
-        return self.connected
+                while not self.ready:
+                    connection = self._connection
+                    if connection is not None and not connection.lost.done():
+                        await connection.writable.wait()  # set again once lifted, or lost
+                    else:
+                        self._up.clear()  # it may still be set, the loss just noticed
+                        await self._up.wait()
+        return self.ready
 
     async def _keep(self) -> None:
         while not self._closing and self._connection is not None:

@@ -71,6 +71,30 @@ async def test_every_connection_closed_under_webhook_load(chaos: Chaos) -> None:
     chaos.expect_clean(await chaos.settle(batch, fault_end, (writer,)))
 
 
+async def test_publishers_blocked_by_a_memory_alarm_under_commands_and_webhooks(
+    chaos: Chaos,
+) -> None:
+    # A watermark of 0 raises RabbitMQ's memory alarm at once: it blocks every connection that
+    # publishes (the services' publishing ones) while consumers' acks still flow.
+    batch = chaos.batch(
+        "RabbitMQ's memory alarm blocks publishing for 5 s, under commands and webhooks"
+    )
+    await chaos.commands(batch, N // 2)
+    writer = chaos.chatting(batch, N // 2, per_second=40)
+    await chaos.arrived(batch, N // 4)
+    # The node's watermark, to restore: a fraction (0.4), or {absolute,Bytes}.
+    found = await chaos.node.ctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
+    found = found.strip()
+    restore = ["absolute", found.strip("{}").split(",")[1]] if "absolute" in found else [found]
+    await chaos.node.ctl("set_vm_memory_high_watermark", "0")
+    try:
+        await asyncio.sleep(FAULT_SECONDS)  # the alarm's duration
+    finally:
+        await chaos.node.ctl("set_vm_memory_high_watermark", *restore)
+    fault_end = time.time()
+    chaos.expect_clean(await chaos.settle(batch, fault_end, (writer,), timeout=180))
+
+
 META_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("Meta throttles (130429) every send", {"error_code": 130429}),
     ("Meta answers 500 to half the sends", {"http_500_rate": 0.5}),

@@ -17,7 +17,7 @@ from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
 from shared.bus import PUBLISHING_SUFFIX, Bus, BusError, QueueSpec
-from shared.confirms import CHANNEL, Endpoint, LinkDown, PublishConnection, Returned
+from shared.confirms import CHANNEL, Endpoint, Held, LinkDown, PublishConnection, Returned
 from shared.events import ErrorReported
 from shared.publishing import PublishLink, message_properties
 from tests.helpers import close_broker_connections, wait_for
@@ -174,7 +174,7 @@ async def test_a_publish_to_a_missing_exchange_drops_the_link_which_comes_back(
         refused = link.publish(f"missing-{unique}", "k", b"", b"{}", "m1")
         with pytest.raises(LinkDown, match="NOT_FOUND"):
             await refused
-        assert await link.wait_connected(10)
+        assert await link.wait_ready(10)
         answered = link.publish(
             "", f"no-queue-{unique}", message_properties("m2", "t", None, {}), b"{}", "m2"
         )
@@ -239,12 +239,38 @@ async def test_the_publishing_connection_is_named_after_the_bus(
         await bus.close()
 
 
-async def test_a_block_and_its_end_are_told() -> None:
+async def test_a_blocked_or_full_connection_refuses_publishes_until_it_lifts() -> None:
+    # Nothing piles up in memory while RabbitMQ does not read (an alarm) or the socket is full.
     connection = PublishConnection()
     connection.data_received(_frame(spec.Connection.Blocked("low on memory"), 0))
     assert connection.blocked == "low on memory"
+    with pytest.raises(Held, match="low on memory"):
+        connection.publish("ex", "k", b"", b"{}", "m1")
     connection.data_received(_frame(spec.Connection.Unblocked(), 0))
-    assert connection.blocked is None and not connection.lost.done()
+    assert connection.blocked is None and connection.writable.is_set()
+    connection.publish("ex", "k", b"", b"{}", "m1")
+    connection.pause_writing()
+    with pytest.raises(Held, match="send buffer is full"):
+        connection.publish("ex", "k", b"", b"{}", "m2")
+    connection.resume_writing()
+    connection.publish("ex", "k", b"", b"{}", "m2")
+    assert connection.in_flight == 2 and not connection.lost.done()
+
+
+@pytest.mark.integration
+async def test_a_link_is_ready_again_once_the_block_lifts(rabbitmq_url: str, unique: str) -> None:
+    link = PublishLink(rabbitmq_url, f"held-{unique}")
+    await link.open()
+    try:
+        assert link._connection is not None
+        connection = link._connection
+        connection.data_received(_frame(spec.Connection.Blocked("disk"), 0))
+        assert not link.ready and not await link.wait_ready(0.05)
+        waiting = asyncio.create_task(link.wait_ready(10))
+        connection.data_received(_frame(spec.Connection.Unblocked(), 0))
+        assert await waiting
+    finally:
+        await link.close()
 
 
 @pytest.mark.integration
