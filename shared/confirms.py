@@ -23,7 +23,7 @@ import ssl
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pamqp.frame
 from pamqp import commands as spec
@@ -42,6 +42,7 @@ HANDSHAKE_SECONDS = 10.0
 CLOSE_SECONDS = 2.0
 DEFAULT_HEARTBEAT = 60  # seconds, as aio-pika's default (``?heartbeat=`` in the URL)
 MISSED_HEARTBEATS = 3  # silent for this many intervals: the connection is dead
+WRITE_BUFFER_BYTES = 4 * 1024 * 1024  # unsent past this: publishing is held (Held)
 _FRAME_END = b"\xce"
 _HEARTBEAT = pamqp.frame.marshal(Heartbeat(), 0)
 _ACK, _NACK, _RETURN = (struct.pack(">HH", 60, method) for method in (80, 120, 50))
@@ -303,7 +304,9 @@ class PublishConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ the protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        # Room for a 1,000-update webhook's turn (about 1 MB) before publishing is held.
+        self._transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
 
     def pause_writing(self) -> None:
         self._paused = True
