@@ -50,7 +50,7 @@ from aio_pika.exceptions import AMQPError
 from yarl import URL
 
 from shared import topology
-from shared.confirms import Held, LinkDown, Nacked, Returned
+from shared.confirms import Held, LinkDown, Nacked, Refused, Returned
 from shared.consumer import ATTEMPT_HEADER as ATTEMPT_HEADER
 from shared.consumer import ERROR_HEADER as ERROR_HEADER
 from shared.consumer import Consumer as Consumer
@@ -136,14 +136,14 @@ class Bus:
     async def connect(self, *, timeout: float = 10.0) -> None:
         try:
             # A name given in the URL (``?name=``) wins: an operator's, or a test's.
-            named = "name=" in self.url.partition("?")[2]
+            url_name = _url_name(self.url)
             properties: dict[str, Any] | None = (
-                {"connection_name": self.name} if self.name and not named else None
+                {"connection_name": self.name} if self.name and not url_name else None
             )
             self._connection = await asyncio.wait_for(
                 aio_pika.connect_robust(self.url, client_properties=properties), timeout
             )
-            base = _url_name(self.url) or self.name
+            base = url_name or self.name
             link = PublishLink(self.url, f"{base}{PUBLISHING_SUFFIX}" if base else None)
             await asyncio.wait_for(link.open(), timeout)
         except Exception as error:  # reported as one clear line
@@ -444,7 +444,7 @@ class Bus:
                 )
                 await confirmed(confirmation, deadline)
                 return
-            except (Returned, Nacked) as error:
+            except Refused as error:  # returned or nacked
                 raise (_refusal(error, event_type, routing_key) or error) from error
             except Expired:
                 raise BusUnavailable(

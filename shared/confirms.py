@@ -45,7 +45,7 @@ MISSED_HEARTBEATS = 3  # silent for this many intervals: the connection is dead
 WRITE_BUFFER_BYTES = 4 * 1024 * 1024  # unsent past this: publishing is held (Held)
 _FRAME_END = b"\xce"
 _HEARTBEAT = pamqp.frame.marshal(Heartbeat(), 0)
-_ACK, _NACK, _RETURN = (struct.pack(">HH", 60, method) for method in (80, 120, 50))
+_ACK = struct.pack(">HH", 60, 80)  # Basic.Ack: class 60, method 80 (read without pamqp)
 _METHOD_FRAME, _HEADER_FRAME, _BODY_FRAME, _HEARTBEAT_FRAME = 1, 2, 3, 8
 F = TypeVar("F", bound=Frame)
 

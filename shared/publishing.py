@@ -89,7 +89,8 @@ def _table(headers: dict[str, Any]) -> bytes:
         if type(key) is str and type(value) is str and len(key) <= 128 and key.isascii():
             text = value.encode()
             size = struct.pack(">I", 1 + len(key) + 5 + len(text))
-            return b"".join((size, bytes((len(key),)), key.encode(), b"S", _u32(text), text))
+            length = struct.pack(">I", len(text))
+            return b"".join((size, bytes((len(key),)), key.encode(), b"S", length, text))
     data: list[bytes] = []
     for key, value in sorted(headers.items()):
         if type(value) is not str or type(key) is not str:
@@ -100,10 +101,6 @@ def _table(headers: dict[str, Any]) -> bytes:
         data += (bytes((len(name),)), name, b"S", struct.pack(">I", len(text)), text)
     table = b"".join(data)
     return struct.pack(">I", len(table)) + table
-
-
-def _u32(data: bytes) -> bytes:
-    return struct.pack(">I", len(data))
 
 
 RECONNECT_FIRST_SECONDS = 0.2
@@ -146,11 +143,6 @@ class PublishLink:
         return (
             self.connected and self._connection is not None and self._connection.writable.is_set()
         )
-
-    @property
-    def blocked(self) -> str | None:
-        """Why RabbitMQ blocks publishing now (a memory or disk alarm); None when it does not."""
-        return self._connection.blocked if self.connected and self._connection else None
 
     async def wait_ready(self, timeout: float) -> bool:
         """True once connected and taking publishes (:attr:`ready`), within ``timeout``."""

@@ -107,7 +107,7 @@ async def test_consumption_resumes_after_every_connection_close(
 async def test_a_channel_whose_restore_failed_is_opened_again(
     bus: Bus, rabbitmq_url: str, bus_prefix: str, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The broker closes the consumer's and the publishing channel (the connection stays up) and
+    # The broker closes the consumer's and the declaring channel (the connection stays up) and
     # aio-pika's one try at restoring each fails, as it does when it runs while the connection is
     # away: aio-pika tries again only at the next reconnect, so the bus must open them itself.
     service = Bus(f"{rabbitmq_url}?name=restore-{unique}", bus_prefix)
@@ -121,7 +121,9 @@ async def test_a_channel_whose_restore_failed_is_opened_again(
         await publish_and_wait_handled(
             bus, handled, "consumption resumed on a channel aio-pika did not restore"
         )
-        # The publishing channel too: confirmed within the publish's own deadline.
+        # The declaring channel too (it answers /readyz); publishes, on the bus's publishing
+        # connection, are confirmed within their own deadline.
+        await wait_for(service.ping, timeout=RESUME_SECONDS, message="the declaring channel back")
         again = ErrorReported(service="test", error_type="Marker", message="published")
         await service.publish(again, timeout=RESUME_SECONDS)
         await wait_for(lambda: again.event_id in handled, message="its own publish consumed")

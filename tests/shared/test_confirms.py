@@ -151,6 +151,13 @@ async def test_a_frame_without_its_end_byte_drops_the_connection() -> None:
 # --------------------------------------------------------------------------- a real broker
 
 
+def unroutable(link: PublishLink, unique: str, message_id: str) -> asyncio.Future[None]:
+    """A publish to a queue that does not exist, through the default exchange: answered with a
+    return (then an ack), a round trip that says the link works."""
+    properties = message_properties(message_id, "t", None, {})
+    return link.publish("", f"no-queue-{unique}", properties, b"{}", message_id)
+
+
 @pytest.mark.integration
 async def test_a_wrong_password_is_named(rabbitmq_url: str) -> None:
     wrong = rabbitmq_url.replace("guest:guest@", "guest:wrong@")
@@ -175,11 +182,8 @@ async def test_a_publish_to_a_missing_exchange_drops_the_link_which_comes_back(
         with pytest.raises(LinkDown, match="NOT_FOUND"):
             await refused
         assert await link.wait_ready(10)
-        answered = link.publish(
-            "", f"no-queue-{unique}", message_properties("m2", "t", None, {}), b"{}", "m2"
-        )
         with pytest.raises(Returned, match="NO_ROUTE"):
-            await answered
+            await unroutable(link, unique, "m2")
     finally:
         await link.close()
 
@@ -214,9 +218,7 @@ async def test_heartbeats_keep_an_idle_link_open(rabbitmq_url: str, unique: str)
             await asyncio.sleep(0.5)  # letting time pass is the test, nothing is awaited
             assert link.connected
         with pytest.raises(Returned):
-            await link.publish(
-                "", f"no-queue-{unique}", message_properties("m1", "t", None, {}), b"{}", "m1"
-            )
+            await unroutable(link, unique, "m1")
     finally:
         await link.close()
 
