@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from gateway.bootstrap import Adapters, Gateway, bootstrap
-from gateway.handlers import Deps, receive_ses, receive_whatsapp, verify_subscription
+from gateway.handlers import Deps, hot, receive_ses, receive_whatsapp, verify_subscription
 from gateway.http import METRICS_KEY, guarded, read_body, refused, response
 from gateway.publisher import UNROUTED_SERVICE
 from gateway.settings import Settings
@@ -63,7 +63,7 @@ async def whatsapp_verify(request: web.Request) -> web.Response:
 
 async def whatsapp_webhook(request: web.Request) -> web.Response:
     started = time.monotonic()
-    log.info("=== WEBHOOK WHATSAPP RECIBIDO ===")
+    hot.info("=== WEBHOOK WHATSAPP RECIBIDO ===")
     deps = request.app[DEPS_KEY]
     body = await read_body(request, deps.config.webhook_max_bytes)
     if isinstance(body, bytes):
