@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import time
@@ -48,10 +47,6 @@ def sandbox_environment() -> dict[str, str]:
     env.setdefault("SANDBOX_PORT", "8090")
     env.setdefault("SES_PORT", "8095")
     env.setdefault("SANDBOX_HOST", "127.0.0.1")
-    # The services keep their state in PostgreSQL from one run to the next: with the sandbox's
-    # fixed default seed, a new run would hand out the last run's wamids again, and the services
-    # would take the first messages of the run for Meta's repeats (answered once, already).
-    env.setdefault("SANDBOX_SEED", str(secrets.randbelow(2**31)))
     env.setdefault("SES_ENDPOINT_URL", f"http://127.0.0.1:{env['SES_PORT']}")
     env.setdefault("META_GRAPH_URL", f"http://127.0.0.1:{env['SANDBOX_PORT']}")
     env.setdefault(

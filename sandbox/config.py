@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
@@ -50,7 +51,11 @@ class SandboxConfig(BaseSettings):
     # Delays (ms) after acceptance before the sent, delivered and read status webhooks.
     status_delays_ms: Annotated[tuple[int, int, int], NoDecode] = (50, 150, 300)
     templates: str | None = None
-    seed: int = 0
+    # Ids and fault dice. Unset: a new seed each start, so that a restarted sandbox never hands
+    # out an earlier run's wamids again: the services keep their state (in PostgreSQL, on a
+    # Compose volume too) and would drop a repeated wamid as Meta's retry of a message already
+    # answered. Set it to replay a run.
+    seed: int = Field(default_factory=lambda: secrets.randbelow(2**31))
 
     # Webhook delivery.
     webhook_max_batch: int = Field(default=100, ge=1, le=1000)
