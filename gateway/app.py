@@ -8,12 +8,14 @@ import time
 from aiohttp import web
 
 from gateway.bootstrap import Adapters, Gateway, bootstrap
+from gateway.front import WebhookLane
 from gateway.handlers import Deps, hot, receive_ses, receive_whatsapp, verify_subscription
 from gateway.http import METRICS_KEY, guarded, read_body, refused, response
 from gateway.publisher import UNROUTED_SERVICE
 from gateway.settings import Settings
 from shared.ops import add_ops_routes, export_queue_depths
 from shared.runner import run_service
+from shared.service import SITE_KEY
 
 __all__ = ["METRICS_KEY", "create_app", "guarded"]
 
@@ -32,6 +34,16 @@ def create_app(settings: Settings, adapters: Adapters | None = None) -> web.Appl
     add_ops_routes(app, service.registry, service.checks, wrap=guarded)
     app.cleanup_ctx.append(run_service(service))
     add_webhook_routes(app, gateway)
+    # Meta's plain webhooks are served in front of aiohttp (gateway.front), the rest by it.
+    deps = gateway.deps
+    lane = WebhookLane(
+        deps,
+        settings.SHUTDOWN_GRACE_SECONDS,
+        # The name looked up at each call, as the route does.
+        lambda body, signature: receive_whatsapp(deps, body, signature),
+    )
+    app.on_shutdown.append(lane.drain)
+    app[SITE_KEY] = lane.site
     return app
 
 

@@ -64,6 +64,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.handed_over = Counter(
+            "gateway_connections_handed_over_total",
+            "Connections the webhook lane handed to aiohttp: a request on them was not a plain "
+            "webhook (the ops endpoints, SES, chunked, compressed, ...). Meta's webhooks stay "
+            "in the lane; a rise with Meta's traffic means they changed shape (and cost more).",
+            registry=registry,
+        )
         # Label children resolved once: a label lookup per request is measurable at 4k/s.
         self._request_children: dict[tuple[str, str], Counter] = {}
         self._published_children: dict[str, Counter] = {}

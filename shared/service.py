@@ -9,6 +9,8 @@ messages, in-flight work finishes within ``SHUTDOWN_GRACE_SECONDS``, then everyt
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import sys
@@ -27,6 +29,10 @@ from shared.settings import DatabaseSettings, ServiceSettings, load_or_exit
 
 log = logging.getLogger("mensajero.service")
 
+# An application's own site (how its connections are served), in place of aiohttp's TCPSite:
+# the runner, host, port and whether the port is shared (SO_REUSEPORT).
+SiteFactory = Callable[[web.BaseRunner, str, int, bool], web.BaseSite]
+SITE_KEY: web.AppKey[SiteFactory] = web.AppKey("site")
 BUS_KEY = web.AppKey("bus", Bus)
 POOL_KEY = web.AppKey("pool", Pool)
 DATABASE_KEY = web.AppKey("database", Database)
@@ -118,16 +124,66 @@ def run(
     port = int(getattr(settings, port_setting))
     log.info("starting", extra=fields(host=host, port=port, env=settings.MENSAJERO_ENV))
     try:
-        web.run_app(
-            app,
-            host=host,
-            port=port,
-            shutdown_timeout=settings.SHUTDOWN_GRACE_SECONDS,
-            print=None,
-            access_log=None,
-            reuse_port=reuse_port or None,
-        )
+        site = app.get(SITE_KEY)
+        if site is None:
+            web.run_app(
+                app,
+                host=host,
+                port=port,
+                shutdown_timeout=settings.SHUTDOWN_GRACE_SECONDS,
+                print=None,
+                access_log=None,
+                reuse_port=reuse_port or None,
+            )
+        else:
+            serve(app, site, host, port, settings.SHUTDOWN_GRACE_SECONDS, reuse_port)
     except StartupError as error:
         print(f"{settings.service_name}: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     log.info("stopped")
+
+
+def serve(
+    app: web.Application,
+    site: SiteFactory,
+    host: str,
+    port: int,
+    shutdown_timeout: float,
+    reuse_port: bool,
+) -> None:
+    """``web.run_app`` for an application with a site of its own (:data:`SITE_KEY`): the same
+    runner, the same graceful stop on SIGTERM/SIGINT (the runner's signal handlers end the main
+    task alone; what it started finishes within ``shutdown_timeout`` before the rest is
+    cancelled), the same loop teardown."""
+
+    async def main() -> None:
+        runner = web.AppRunner(
+            app, handle_signals=True, access_log=None, shutdown_timeout=shutdown_timeout
+        )
+        await runner.setup()
+        try:
+            await site(runner, host, port, reuse_port).start()
+            await asyncio.Event().wait()  # until a signal
+        finally:
+            await runner.cleanup()
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    task = loop.create_task(main())
+    try:
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(task)
+        finally:
+            rest = asyncio.all_tasks(loop)
+            for other in rest:
+                other.cancel()
+            loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
