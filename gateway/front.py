@@ -264,19 +264,18 @@ class LaneProtocol(asyncio.Protocol):
             answer = Answer(503, "temporary failure, retry later", "error")
         else:
             lane.deps.metrics.request("whatsapp", answer.outcome, time.monotonic() - started)
-        close = head.close or lane.draining
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(lane.response(answer, close))
-            if close:
-                transport.close()
         self.serving = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client left: the answer is lost, as with aiohttp (Meta retries)
+        close = head.close or lane.draining
+        transport.write(lane.response(answer, close))
         if close:
+            transport.close()
             return
         if self.paused:
             self.paused = False
-            if transport is not None:
-                transport.resume_reading()
+            transport.resume_reading()
         self._idle_timer()
         self._next()
 
