@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
+import aio_pika
 import aiohttp
 import pytest
 
@@ -241,6 +242,15 @@ async def test_an_idle_connection_is_closed(
     assert await connection.closed()  # within the (shortened) keep-alive timeout
 
 
+async def delete_gateway_queues(settings: Settings) -> None:
+    """The queues a gateway declares on its prefix (its unrouted queue and its feed)."""
+    connection = await aio_pika.connect(settings.RABBITMQ_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in ("gateway.unrouted", "gateway.feed"):
+            await channel.queue_delete(f"{settings.BUS_PREFIX}.{name}")
+
+
 class HeldPublisher:
     """Confirms nothing until released (a broker that is slow to confirm)."""
 
@@ -286,6 +296,7 @@ async def test_at_shutdown_a_webhook_under_way_is_answered_and_idle_ones_closed(
     await asyncio.wait_for(stopping, 30)
     with pytest.raises(OSError):  # no longer listening
         await asyncio.open_connection(host, int(port))
+    await delete_gateway_queues(settings)
 
 
 def test_the_lane_hands_over_under_uvloop(settings: Settings) -> None:
@@ -310,6 +321,7 @@ def test_the_lane_hands_over_under_uvloop(settings: Settings) -> None:
             await bare.send(b"POST /webhook/whatsapp HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}")
             statuses.append((await bare.answer())[0])
             bare.writer.close()
-            return statuses
+        await delete_gateway_queues(settings)
+        return statuses
 
     assert uvloop.run(scenario()) == [200, 200, 200, 400]
