@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
@@ -42,25 +42,27 @@ def _render(value: Any) -> str:
     return text
 
 
+class Line(NamedTuple):
+    """A log line's parts: a record's, or a hot line's (:class:`HotLog`), alike."""
+
+    created: float
+    level: str
+    logger: str
+    message: str
+    extra: dict[str, Any]
+    error: str | None = None
+
+
 class LineFormatter(logging.Formatter):
-    """A line from its parts: a record's, or a hot line's (:class:`HotLog`), alike."""
+    """Writes a :class:`Line`; a record is read into one."""
 
     def format(self, record: logging.LogRecord) -> str:
         error = self.formatException(record.exc_info) if record.exc_info else None
         extra: dict[str, Any] = getattr(record, _FIELDS, {})
-        return self.line(
-            record.created, record.levelname, record.name, record.getMessage(), extra, error
-        )
+        message = record.getMessage()
+        return self.line(Line(record.created, record.levelname, record.name, message, extra, error))
 
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        extra: dict[str, Any],
-        error: str | None = None,
-    ) -> str:
+    def line(self, parts: Line) -> str:
         raise NotImplementedError
 
 
@@ -71,25 +73,20 @@ class TextFormatter(LineFormatter):
         self._second = -1
         self._stamp = ""
 
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        extra: dict[str, Any],
-        error: str | None = None,
-    ) -> str:
+    def line(self, parts: Line) -> str:
+        created = parts.created
         second = int(created)
         if second != self._second:  # most lines share their second with the one before
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         millis = int((created - second) * 1000)
-        line = f"{self._stamp}.{millis:03d}Z {level:<7} {self.service} {message}"
-        if extra:
-            line += " " + " ".join([f"{k}={_render(v)}" for k, v in extra.items() if v is not None])
-        if error:
-            line += "\n" + error
+        line = f"{self._stamp}.{millis:03d}Z {parts.level:<7} {self.service} {parts.message}"
+        if parts.extra:
+            line += " " + " ".join(
+                [f"{k}={_render(v)}" for k, v in parts.extra.items() if v is not None]
+            )
+        if parts.error:
+            line += "\n" + parts.error
         return line
 
 
@@ -98,25 +95,17 @@ class JsonFormatter(LineFormatter):
         super().__init__()
         self.service = service
 
-    def line(
-        self,
-        created: float,
-        level: str,
-        logger: str,
-        message: str,
-        extra: dict[str, Any],
-        error: str | None = None,
-    ) -> str:
+    def line(self, parts: Line) -> str:
         data: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(created, UTC).isoformat(),
-            "level": level.lower(),
+            "ts": datetime.fromtimestamp(parts.created, UTC).isoformat(),
+            "level": parts.level.lower(),
             "service": self.service,
-            "logger": logger,
-            "msg": message,
+            "logger": parts.logger,
+            "msg": parts.message,
         }
-        data.update(extra)
-        if error:
-            data["exception"] = error
+        data.update(parts.extra)
+        if parts.error:
+            data["exception"] = parts.error
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
@@ -200,7 +189,7 @@ class BackgroundHandler(logging.Handler):
         created, level, logger, message, args, extra = hot
         try:
             return self.lines.line(
-                created, level, logger, message % args if args else message, extra
+                Line(created, level, logger, message % args if args else message, extra)
             )
         except Exception as error:
             return f"{level} {logger} {message} (could not be formatted: {describe(error)})"
