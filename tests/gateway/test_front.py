@@ -7,7 +7,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-import aio_pika
 import aiohttp
 import pytest
 
@@ -17,6 +16,7 @@ from gateway.bootstrap import Adapters
 from gateway.front import Head, read_head
 from gateway.publisher import Outgoing
 from gateway.settings import Settings
+from shared.bus import Bus
 from shared.events import InboundMessage
 from tests.gateway.conftest import Collector
 from tests.gateway.payloads import contact, dumps, message, sign, value, webhook
@@ -242,15 +242,6 @@ async def test_an_idle_connection_is_closed(
     assert await connection.closed()  # within the (shortened) keep-alive timeout
 
 
-async def delete_gateway_queues(settings: Settings) -> None:
-    """The queues a gateway declares on its prefix (its unrouted queue and its feed)."""
-    connection = await aio_pika.connect(settings.RABBITMQ_URL)
-    async with connection:
-        channel = await connection.channel()
-        for name in ("gateway.unrouted", "gateway.feed"):
-            await channel.queue_delete(f"{settings.BUS_PREFIX}.{name}")
-
-
 class HeldPublisher:
     """Confirms nothing until released (a broker that is slow to confirm)."""
 
@@ -270,8 +261,9 @@ class HeldPublisher:
 
 
 async def test_at_shutdown_a_webhook_under_way_is_answered_and_idle_ones_closed(
-    settings: Settings,
+    settings: Settings, bus: Bus
 ) -> None:
+    """(``bus``: its teardown removes the queues this gateway declares on the prefix.)"""
     publishers: list[HeldPublisher] = []
 
     def held(*args: object) -> HeldPublisher:
@@ -296,12 +288,12 @@ async def test_at_shutdown_a_webhook_under_way_is_answered_and_idle_ones_closed(
     await asyncio.wait_for(stopping, 30)
     with pytest.raises(OSError):  # no longer listening
         await asyncio.open_connection(host, int(port))
-    await delete_gateway_queues(settings)
 
 
-def test_the_lane_hands_over_under_uvloop(settings: Settings) -> None:
+def test_the_lane_hands_over_under_uvloop(settings: Settings, bus: Bus) -> None:
     """Production runs on uvloop, whose transports differ from asyncio's: plain, chunked
-    (handed over) and plain again on one connection, and a request aiohttp refuses."""
+    (handed over) and plain again on one connection, and a request aiohttp refuses.
+    (``bus``: its teardown removes the queues this gateway declares on the prefix.)"""
     import uvloop
 
     async def scenario() -> list[int]:
@@ -321,7 +313,6 @@ def test_the_lane_hands_over_under_uvloop(settings: Settings) -> None:
             await bare.send(b"POST /webhook/whatsapp HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}")
             statuses.append((await bare.answer())[0])
             bare.writer.close()
-        await delete_gateway_queues(settings)
-        return statuses
+            return statuses
 
     assert uvloop.run(scenario()) == [200, 200, 200, 400]
