@@ -16,7 +16,6 @@ aiohttp's answer, as before.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -29,8 +28,7 @@ from aiohttp import web, web_server
 from aiohttp.http import SERVER_SOFTWARE
 
 from gateway.handlers import Answer, Deps, hot
-
-log = logging.getLogger("mensajero.gateway")
+from gateway.http import unforeseen
 
 REQUEST_LINE = b"POST /webhook/whatsapp HTTP/1.1"
 # A longer head goes to aiohttp (its limit is 8190 bytes a line); Meta's are well under 1 KiB.
@@ -257,10 +255,8 @@ class LaneProtocol(asyncio.Protocol):
         hot.info("=== WEBHOOK WHATSAPP RECIBIDO ===")
         try:
             answer = await lane.receive(body, head.signature)
-        except Exception:  # what gateway.http.guarded does for aiohttp's routes
-            log.exception("unexpected failure handling POST /webhook/whatsapp")
-            lane.deps.metrics.unforeseen("POST", "/webhook/whatsapp")
-            answer = Answer(503, "temporary failure, retry later", "error")
+        except Exception:  # as gateway.http.guarded does for aiohttp's routes
+            answer = unforeseen(lane.deps.metrics, "POST", "/webhook/whatsapp")
         else:
             lane.deps.metrics.request("whatsapp", answer.outcome, time.monotonic() - started)
         self.serving = None

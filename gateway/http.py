@@ -56,12 +56,20 @@ async def read_body(request: web.Request, limit: int) -> bytes | Answer:
     return body
 
 
+UNFORESEEN = Answer(503, "temporary failure, retry later", "error")
+
+
+def unforeseen(metrics: Metrics | None, method: str, path: str) -> Answer:
+    """The answer to a failure nobody foresaw (called while handling it): logged with its
+    traceback, counted for the 5xx alert, 503 (Meta retries it)."""
+    log.exception("unexpected failure handling %s %s", method, path)
+    if metrics is not None:  # (a guard may serve a bare app)
+        metrics.unforeseen(method, path)
+    return UNFORESEEN
+
+
 def _unforeseen(request: web.Request) -> web.Response:
-    log.exception("unexpected failure handling %s %s", request.method, request.path)
-    metrics = request.app.get(METRICS_KEY)
-    if metrics is not None:  # counted for the 5xx alert (a guard may serve a bare app)
-        metrics.unforeseen(request.method, request.path)
-    return web.Response(status=503, text="temporary failure, retry later", content_type=TEXT)
+    return response(unforeseen(request.app.get(METRICS_KEY), request.method, request.path))
 
 
 def guarded(handler: Handler) -> Handler:
