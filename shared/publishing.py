@@ -159,7 +159,9 @@ class PublishLink:
 
     async def _keep(self) -> None:
         while not self._closing and self._connection is not None:
-            reason = await self._connection.lost
+            # Shielded: close() cancels this task, and a cancelled ``lost`` would make the
+            # connection skip its polite close (the broker logs "unexpectedly closed").
+            reason = await asyncio.shield(self._connection.lost)
             self._up.clear()
             if self._closing:
                 return

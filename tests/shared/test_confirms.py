@@ -207,6 +207,23 @@ async def test_a_bus_publishes_again_once_the_broker_closed_both_its_connections
 
 
 @pytest.mark.integration
+async def test_closing_a_link_closes_its_connection_politely(
+    rabbitmq_url: str, unique: str
+) -> None:
+    # A service's stop sends Connection.Close and waits for the broker's Close-Ok, so that the
+    # broker does not log the client as having "unexpectedly closed TCP connection".
+    link = PublishLink(rabbitmq_url, f"close-{unique}")
+    await link.open()
+    with pytest.raises(Returned):  # in use, its keeper waiting on the connection
+        await unroutable(link, unique, "m1")
+    connection = link._connection
+    assert connection is not None
+    await link.close()
+    assert not connection.lost.cancelled()
+    assert connection.lost.result() == "closed"  # set on the broker's Close-Ok
+
+
+@pytest.mark.integration
 async def test_heartbeats_keep_an_idle_link_open(rabbitmq_url: str, unique: str) -> None:
     separator = "&" if "?" in rabbitmq_url else "?"
     link = PublishLink(f"{rabbitmq_url}{separator}heartbeat=1", f"beat-{unique}")
