@@ -9,9 +9,12 @@ never the project's dependencies) checks the signature, parses the update, calls
 does nothing and answers 200 without storing anything (``bench/pywa_receiver.py``).
 
 For each side: throughput, p50 and p99 latency, CPU per request read from ``/proc`` (the
-server's processes only), and for the gateway the peak RSS per worker and a 1,000-update batch
-answered. Then the two ratios: throughput (gateway / pywa) and CPU efficiency (pywa's CPU per
-request / the gateway's: above 1, the gateway is the cheaper one).
+server's processes only), the broker's CPU per request, the share of the machine's CPU time the
+hypervisor stole meanwhile (``/proc/stat``: a virtual machine's neighbours; a round with a high
+one is a noisy round, and it hurts the gateway, whose answer waits on a second process, more than
+pywa), and for the gateway the peak RSS per worker and a 1,000-update batch answered. Then the
+two ratios: throughput (gateway / pywa) and CPU efficiency (pywa's CPU per request / the
+gateway's: above 1, the gateway is the cheaper one).
 
 Where the gateway's cost goes: at one process, the same gateway with a publisher that stores
 nothing (``bench/storeless_gateway.py``) runs beside them, and the bench prints its CPU
@@ -40,7 +43,9 @@ import aio_pika
 from bench.gateway_bench import (
     SECRET,
     _batch_load,
+    _broker_pid,
     _children,
+    _cpu_seconds,
     _free_port,
     _http_get_status,
     _start_gateway,
@@ -68,6 +73,16 @@ class Figures:
     cpu_us: float  # per request
     errors: float
     rss_mb: float = 0.0  # peak per process
+    broker_us: float = 0.0  # the broker's CPU per request (none when nothing is stored)
+    steal_pct: float = 0.0  # of the machine's CPU time, taken by the hypervisor meanwhile
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """All CPU time and the part stolen by the hypervisor (``/proc/stat``), in ticks."""
+    with contextlib.suppress(OSError), open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:9]]  # user .. steal
+        return sum(values), values[7]
+    return 0, 0
 
 
 # --------------------------------------------------------------------------- set-up
@@ -189,6 +204,9 @@ async def measure(pid: int, port: int, script: Path) -> Figures:
     await _wrk(port, script, WARMUP_SECONDS)
     workers = _children(pid) or [pid]
     peak: dict[int, float] = {}
+    broker = _broker_pid()
+    broker_before = _cpu_seconds(broker) if broker else 0.0
+    ticks_before, stolen_before = _machine_ticks()
     cpu_before = _tree_cpu(pid)
     load = asyncio.create_task(_wrk(port, script, SECONDS))
     while not load.done():
@@ -196,9 +214,16 @@ async def measure(pid: int, port: int, script: Path) -> Figures:
             peak[worker] = max(peak.get(worker, 0.0), _rss_mb(worker))
         await asyncio.sleep(0.5)
     cpu = _tree_cpu(pid) - cpu_before
+    broker_cpu = _cpu_seconds(broker) - broker_before if broker else 0.0
+    ticks_after, stolen_after = _machine_ticks()
+    ticks, stolen = ticks_after - ticks_before, stolen_after - stolen_before
     requests, rps, p50, p99, errors = parse_wrk(load.result())
     rss = max(peak.values(), default=0.0)
-    return Figures(rps, p50, p99, 1e6 * cpu / max(requests, 1.0), errors, rss)
+    per_request = 1e6 / max(requests, 1.0)
+    return Figures(
+        rps, p50, p99, cpu * per_request, errors, rss, broker_cpu * per_request,
+        100.0 * stolen / max(ticks, 1),
+    )  # fmt: skip
 
 
 async def _start_pywa(python: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -266,6 +291,7 @@ def _print_round(index: int, found: dict[str, Figures | float]) -> None:
             print(
                 f"    {name:<18} {figures.rps:8.0f}/s  p50 {figures.p50_ms:6.2f} ms"
                 f"  p99 {figures.p99_ms:6.2f} ms  cpu {figures.cpu_us:6.1f} us/req"
+                f"  broker {figures.broker_us:5.1f} us/req  steal {figures.steal_pct:4.1f}%"
                 f"  errors {figures.errors:.0f}{rss}"
             )
     for label in ("1", "per_core"):

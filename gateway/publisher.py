@@ -130,7 +130,7 @@ class Publisher:
                 event_id=event.event_id,
                 correlation_id=event.correlation_id,
                 key=event.partition_key(),  # what handoff's partitions hash on
-                timeout=max(deadline - time.monotonic(), 0.001),
+                deadline=deadline,
             )
         except BusError as error:
             if not isinstance(error.__cause__, Returned):

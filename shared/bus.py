@@ -61,10 +61,11 @@ from shared.consumer import RetryLater as RetryLater
 from shared.events import Event
 from shared.logs import describe
 from shared.publishing import (
+    Deadlines,
     Expired,
     PublishLink,
     SameIdTurns,
-    confirmed,
+    expired,
     message_properties,
 )
 
@@ -127,6 +128,7 @@ class Bus:
         self._consumers: list[Consumer] = []
         self.declared: list[QueueSpec] = []  # what this bus declared, for delete_topology()
         self._publishing = SameIdTurns()
+        self._deadlines = Deadlines()
         self._link: PublishLink | None = None
         self._revivals: dict[int, asyncio.Task[None]] = {}  # by id() of the channel (watch())
         self._closing = False
@@ -227,6 +229,7 @@ class Bus:
             await consumer.stop(grace=0)
         if self._link is not None:
             await self._link.close()
+        self._deadlines.close()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -442,14 +445,17 @@ class Bus:
                 confirmation = self._link.publish(
                     exchange_name, routing_key, properties, body, event_id
                 )
-                await confirmed(confirmation, deadline)
+                self._deadlines.watch(confirmation, deadline)
+                await confirmation
                 return
             except Refused as error:  # returned or nacked
                 raise (_refusal(error, event_type, routing_key) or error) from error
-            except Expired:
-                raise BusUnavailable(
-                    f"publish of {event_type} not confirmed before the deadline"
-                ) from None
+            except asyncio.CancelledError:
+                if expired(confirmation, deadline):
+                    raise BusUnavailable(
+                        f"publish of {event_type} not confirmed before the deadline"
+                    ) from None
+                raise
             except Exception as error:  # retried when transient
                 if not _is_transient(error):
                     raise

@@ -5,6 +5,7 @@ broker answer."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -12,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pamqp import commands as spec
 
-from shared.bus import Bus, BusError, QueueSpec, RawPublish
+from shared.bus import Bus, BusError, BusUnavailable, QueueSpec, RawPublish
 from shared.events import ErrorReported
-from shared.publishing import message_properties
+from shared.publishing import DEADLINE_TICK_SECONDS, Deadlines, expired, message_properties
+from tests.helpers import wait_for
 
 ids = st.text(max_size=90)
 
@@ -119,3 +121,63 @@ async def test_many_publishes_of_one_id_at_once_each_get_their_own_answer(bus: B
     kinds = [None if r is None else "unroutable" in str(r) for r in [*first, *second]]
     assert kinds == [None, True, None, True, True, None]
     assert "same-id" not in bus._publishing
+
+
+# --------------------------------------------------------------------------- deadlines
+
+
+async def test_a_confirmation_past_its_deadline_is_given_up_and_told_apart() -> None:
+    deadlines = Deadlines()
+    loop = asyncio.get_running_loop()
+    late: asyncio.Future[None] = loop.create_future()
+    answered: asyncio.Future[None] = loop.create_future()
+    deadline = time.monotonic() + 2 * DEADLINE_TICK_SECONDS
+    deadlines.watch(late, deadline)
+    deadlines.watch(answered, deadline)
+    answered.set_result(None)
+    with pytest.raises(asyncio.CancelledError):
+        await late
+    assert time.monotonic() >= deadline  # never given up before its deadline
+    assert expired(late, deadline)  # given up by the deadlines, not by this task
+    assert answered.result() is None  # answered in time: left alone
+    await wait_for(lambda: deadlines._timer is None, message="no tick once nothing waits")
+
+
+async def test_a_waiters_own_cancellation_is_not_an_expired_deadline() -> None:
+    deadlines = Deadlines()
+    confirmation: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    deadline = time.monotonic() + 60
+    deadlines.watch(confirmation, deadline)
+    seen: list[bool] = []
+
+    async def waiter() -> None:
+        try:
+            await confirmation
+        except asyncio.CancelledError:
+            seen.append(expired(confirmation, deadline))
+            raise
+
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0)  # the waiter awaits the confirmation
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == [False]
+    deadlines.close()
+
+
+async def test_a_publish_never_answered_fails_at_its_deadline() -> None:
+    # The link takes the publish but the broker never answers it (a stalled broker).
+    class SilentLink:
+        connected = True
+
+        def publish(self, *_args: object) -> asyncio.Future[None]:
+            return asyncio.get_running_loop().create_future()
+
+    bus = Bus("amqp://127.0.0.1/", "test.deadline")
+    bus._link = SilentLink()  # type: ignore[assignment]
+    with pytest.raises(BusUnavailable, match="not confirmed before the deadline"):
+        await bus.publish_raw(
+            routing_key="k", body=b"{}", event_type="t", event_id="e1", timeout=0.05
+        )
+    assert "e1" not in bus._publishing
