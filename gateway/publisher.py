@@ -151,13 +151,18 @@ class Publisher:
             timeout=timeout,
         )  # fmt: skip
         returned: list[Outgoing] = []
-        for item, outcome in zip(items, outcomes, strict=True):
-            if outcome is None:
-                self.metrics.events_published(item.event.type)
-            elif isinstance(outcome.__cause__, Returned):
-                returned.append(item)
-            else:
-                raise outcome
+        published: dict[str, int] = {}  # counted once per type: a counter's inc costs ~1.5 us
+        try:
+            for item, outcome in zip(items, outcomes, strict=True):
+                if outcome is None:
+                    published[item.event.type] = published.get(item.event.type, 0) + 1
+                elif isinstance(outcome.__cause__, Returned):
+                    returned.append(item)
+                else:
+                    raise outcome
+        finally:
+            for event_type, count in published.items():
+                self.metrics.events_published(event_type, count)
         if not returned:
             return
         parked = await self.bus.publish_raw_many(

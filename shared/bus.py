@@ -38,8 +38,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aio_pika
 from aio_pika.abc import (
@@ -498,9 +497,9 @@ class Bus:
             self._consumers.remove(consumer)
 
 
-@dataclass(frozen=True)
-class RawPublish:
-    """One message for :meth:`Bus.publish_raw_many` (the arguments of :meth:`Bus.publish_raw`)."""
+class RawPublish(NamedTuple):
+    """One message for :meth:`Bus.publish_raw_many` (the arguments of :meth:`Bus.publish_raw`).
+    A tuple: a 1,000-update webhook makes a thousand (a frozen dataclass costs 4 times more)."""
 
     routing_key: str
     body: bytes
@@ -512,16 +511,7 @@ class RawPublish:
     key: str | None = None  # the event's partition_key (see Bus.publish_raw)
 
     def arguments(self) -> dict[str, Any]:
-        return {
-            "routing_key": self.routing_key,
-            "body": self.body,
-            "event_type": self.event_type,
-            "event_id": self.event_id,
-            "correlation_id": self.correlation_id,
-            "headers": self.headers,
-            "exchange": self.exchange,
-            "key": self.key,
-        }
+        return self._asdict()
 
 
 def _answered(
