@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -164,8 +165,7 @@ async def _publish(
             extra=fields(events=len(items), error=str(error)),
         )
         return Answer(503, "broker unavailable, retry later", "unavailable")
-    for item in items:
-        _log_event(item.event)
+    hot.info_lines([_event_line(item.event) for item in items])
     return None
 
 
@@ -192,33 +192,39 @@ async def _all_confirmed(chunks: Sequence[asyncio.Task[None]]) -> None:
             raise result
 
 
-def _log_event(event: Event) -> None:
-    """One structured line per confirmed event; for a message it is the runbook's line."""
+def _event_line(event: Event) -> tuple[str, tuple[object, ...], dict[str, Any]]:
+    """The structured line of a confirmed event; for a message it is the runbook's line."""
     if type(event) is InboundMessage:
         sender = event.sender
-        hot.info(
+        return (
             "Mensaje recibido de %s (%s): %s",
-            sender.phone or sender.user_id or sender.wa_id,
-            sender.name,
-            event.text if event.text is not None else f"<{event.message_type}>",
-            type=event.type,
-            event_id=event.event_id,
-            wamid=event.wamid,
-            message_type=event.message_type,
-            sender=sender.key,
-            phone_number_id=event.phone_number_id,
+            (
+                sender.phone or sender.user_id or sender.wa_id,
+                sender.name,
+                event.text if event.text is not None else f"<{event.message_type}>",
+            ),
+            {
+                "type": event.type,
+                "event_id": event.event_id,
+                "wamid": event.wamid,
+                "message_type": event.message_type,
+                "sender": sender.key,
+                "phone_number_id": event.phone_number_id,
+            },
         )
-    elif type(event) is MessageStatus:
-        hot.info(
+    if type(event) is MessageStatus:
+        return (
             "event published",
-            type=event.type,
-            event_id=event.event_id,
-            wamid=event.wamid,
-            status=event.status,
-            recipient=event.recipient.key,
+            (),
+            {
+                "type": event.type,
+                "event_id": event.event_id,
+                "wamid": event.wamid,
+                "status": event.status,
+                "recipient": event.recipient.key,
+            },
         )
-    else:
-        hot.info("event published", type=event.type, event_id=event.event_id)
+    return "event published", (), {"type": event.type, "event_id": event.event_id}
 
 
 # --------------------------------------------------------------------------- SES via SNS

@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TextIO
 
@@ -223,6 +224,25 @@ class HotLog:
 
     def warning(self, message: str, *args: object, **values: Any) -> None:
         self._log(logging.WARNING, "WARNING", message, args, values)
+
+    def info_lines(self, lines: Iterable[tuple[str, tuple[object, ...], dict[str, Any]]]) -> None:
+        """Several INFO lines at once, each its message, arguments and fields (a webhook's
+        events, up to a thousand): the level and the handlers are looked at once for all."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        writer = _sole_writer(logger, logging.INFO)
+        if writer is None:
+            for message, args, values in lines:
+                logger.info(message, *args, extra={_FIELDS: values}, stacklevel=2)
+            return
+        created, name, append = time.time(), logger.name, writer.records.append
+        for message, args, values in lines:
+            for arg in args:
+                if type(arg) not in _PLAIN:  # rendered now: see BackgroundHandler
+                    message, args = message % args, ()
+                    break
+            append((created, "INFO", name, message, args, values))
 
     def _log(
         self, level: int, name: str, message: str, args: tuple[object, ...], values: dict[str, Any]

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,47 @@ def test_a_line_whose_arguments_do_not_fit_is_still_written(logger: logging.Logg
         logger.removeHandler(writer)
         writer.close()
     assert "two %s %s" in stream.getvalue() and "could not be formatted" in stream.getvalue()
+
+
+def test_lines_logged_at_once_are_written_as_lines_logged_one_by_one(
+    logger: logging.Logger,
+) -> None:
+    lines: list[tuple[str, tuple[object, ...], dict[str, Any]]] = [
+        (RUNBOOK, ARGS, FIELDS),
+        ("event published", (), {"type": "t", "status": "read"}),
+    ]
+
+    def written(at_once: bool) -> list[str]:
+        stream = io.StringIO()
+        handler = BackgroundHandler(stream, TextFormatter("x"), interval=10)
+        _only(logger, handler)
+        try:
+            if at_once:
+                HotLog(logger).info_lines(lines)
+            else:
+                for message, args, values in lines:
+                    HotLog(logger).info(message, *args, **values)
+            queued = list(handler.records)
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+        assert all(type(item) is tuple for item in queued), queued
+        return [_message(line) for line in stream.getvalue().splitlines()]
+
+    assert written(at_once=True) == written(at_once=False)
+    assert written(at_once=True)[1] == "event published type=t status=read"
+
+
+def test_lines_logged_at_once_go_through_logging_when_caplog_listens(
+    logger: logging.Logger, caplog: pytest.LogCaptureFixture
+) -> None:
+    _only(logger)
+    logger.propagate = True
+    with caplog.at_level(logging.INFO, logger="test.hotlog"):
+        HotLog(logger).info_lines([(RUNBOOK, ARGS, {"wamid": "wamid.1"}), ("two", (), {})])
+    records = [r for r in caplog.records if r.name == "test.hotlog"]
+    assert [r.getMessage() for r in records] == [
+        "Mensaje recibido de +5491135722871 (Usuario): Hola",
+        "two",
+    ]
+    assert records[0].mensajero_fields == {"wamid": "wamid.1"}  # type: ignore[attr-defined]
