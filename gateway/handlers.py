@@ -20,7 +20,7 @@ from gateway.bounds import without_nul
 from gateway.config import GatewayConfig
 from gateway.encoding import encode, may_be_deep
 from gateway.metrics import Metrics
-from gateway.parser import field_of, parse_webhook
+from gateway.parser import field_of, parse_in_steps
 from gateway.parser.parsed import Parsed
 from gateway.publisher import EventPublisher, Outgoing
 from gateway.sns import (
@@ -120,16 +120,20 @@ async def receive_whatsapp(deps: Deps, body: bytes, signature: str | None) -> An
         log.warning("signed webhook is not JSON", extra=fields(error=str(error)[:200]))
         return Answer(400, f"body is not JSON: {str(error)[:200]}", "bad_request")
 
-    parsed = parse_webhook(payload, received_at=deps.clock())
+    parsed = Parsed(deps.clock())
     unpublishable: list[tuple[Event, str]] = []
-    deep = may_be_deep(body)
-    if len(parsed.events) <= PUBLISH_CHUNK:
-        items = encode(parsed.events, unpublishable, deep=deep)
-        _count_skips(deps.metrics, parsed, unpublishable)
-        refused = await _publish(deps, items, WEBHOOK_REFUSAL)
+    items, rest, chunks = await _read_publishing(
+        deps, payload, parsed, unpublishable, may_be_deep(body)
+    )
+    _count_skips(deps.metrics, parsed, unpublishable)
+    if chunks:  # a large webhook: the rest goes too, and the answer waits for every chunk
+        if rest:
+            chunks.append(asyncio.ensure_future(deps.publisher.publish(rest)))
+            items += rest
+        refused = await _publish(deps, items, WEBHOOK_REFUSAL, _all_confirmed(chunks))
     else:
-        items, refused = await _publish_in_chunks(deps, parsed.events, unpublishable, deep)
-        _count_skips(deps.metrics, parsed, unpublishable)
+        items = rest
+        refused = await _publish(deps, items, WEBHOOK_REFUSAL)
     if refused is not None:
         return refused
     if not items:
@@ -169,20 +173,25 @@ async def _publish(
     return None
 
 
-async def _publish_in_chunks(
-    deps: Deps, events: Sequence[Event], skipped: list[tuple[Event, str]], deep: bool
-) -> tuple[list[Outgoing], Answer | None]:
-    """A large webhook encoded and published :data:`PUBLISH_CHUNK` events at a time: the broker
-    stores the first while the gateway encodes the rest (each chunk goes out on the next loop
-    turn). The answer still waits for every one of them."""
-    items: list[Outgoing] = []
+async def _read_publishing(
+    deps: Deps, payload: Any, parsed: Parsed, skipped: list[tuple[Event, str]], deep: bool
+) -> tuple[list[Outgoing], list[Outgoing], list[asyncio.Task[None]]]:
+    """Parse ``payload`` into ``parsed``, publishing a large webhook's events
+    :data:`PUBLISH_CHUNK` at a time as they are read: the broker stores the first while the
+    gateway reads the rest (each chunk goes out on the next loop turn). What was published,
+    the rest encoded (all of a small webhook), and the chunks' publishes under way."""
+    events = parsed.events
+    published: list[Outgoing] = []
     chunks: list[asyncio.Task[None]] = []
-    for start in range(0, len(events), PUBLISH_CHUNK):
-        chunk = encode(events[start : start + PUBLISH_CHUNK], skipped, deep=deep)
-        items += chunk
-        chunks.append(asyncio.ensure_future(deps.publisher.publish(chunk)))
-        await asyncio.sleep(0)
-    return items, await _publish(deps, items, WEBHOOK_REFUSAL, _all_confirmed(chunks))
+    done = 0
+    for _ in parse_in_steps(payload, parsed, every=PUBLISH_CHUNK):
+        if len(events) - done >= PUBLISH_CHUNK:
+            chunk = encode(events[done:], skipped, deep=deep)
+            done = len(events)
+            published += chunk
+            chunks.append(asyncio.ensure_future(deps.publisher.publish(chunk)))
+            await asyncio.sleep(0)
+    return published, encode(events[done:], skipped, deep=deep), chunks
 
 
 async def _all_confirmed(chunks: Sequence[asyncio.Task[None]]) -> None:

@@ -12,13 +12,15 @@ identifies the update, so a webhook delivered twice yields the same ids. Values 
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from gateway.parser import account, calls, coexistence, customers, templates
-from gateway.parser.messages import messages_change
+from gateway.parser.messages import messages_change, messages_in_steps
 from gateway.parser.parsed import NO_FIELD, OTHER_FIELD, FieldParser, Parsed, Skip
-from gateway.parser.read import as_id, as_list, as_str, describe, first_line
+from gateway.parser.read import Json, as_id, as_list, as_str, describe, first_line
 from shared.events import Event, InboundMessage, MessageStatus, WebhookErrors
 from shared.signals import (
     AccountUpdate,
@@ -37,7 +39,16 @@ from shared.signals import (
     TemplateStatusUpdate,
 )
 
-__all__ = ["FIELDS", "NO_FIELD", "OTHER_FIELD", "Parsed", "Skip", "field_of", "parse_webhook"]
+__all__ = [
+    "FIELDS",
+    "NO_FIELD",
+    "OTHER_FIELD",
+    "Parsed",
+    "Skip",
+    "field_of",
+    "parse_in_steps",
+    "parse_webhook",
+]
 
 WABA_OBJECT = "whatsapp_business_account"
 
@@ -93,15 +104,24 @@ def parse_webhook(payload: Any, *, received_at: datetime) -> Parsed:
     ``received_at`` stands in for a missing or unreadable timestamp.
     """
     parsed = Parsed(received_at)
+    for _ in parse_in_steps(payload, parsed, every=sys.maxsize):
+        pass
+    return parsed
+
+
+def parse_in_steps(payload: Any, parsed: Parsed, *, every: int) -> Iterator[None]:
+    """As :func:`parse_webhook`, into ``parsed``, pausing (a yield) after each change and after
+    each ``every`` messages or statuses of one: the gateway publishes the events of a large
+    webhook while it reads the rest of it."""
     if type(payload) is not dict:
         parsed.ignored.append(
             Skip(NO_FIELD, f"body is a JSON {type(payload).__name__}, not an object")
         )
-        return parsed
+        return
     kind = payload.get("object")
     if kind != WABA_OBJECT:
         parsed.ignored.append(Skip(NO_FIELD, f"object {describe(kind)} is not {WABA_OBJECT}"))
-        return parsed
+        return
     for entry in as_list(payload.get("entry")):
         if type(entry) is not dict:
             parsed.skip(NO_FIELD, "entry is not an object")
@@ -111,19 +131,28 @@ def parse_webhook(payload: Any, *, received_at: datetime) -> Parsed:
             if type(change) is not dict:
                 parsed.skip(NO_FIELD, "change is not an object")
                 continue
-            name = as_str(change.get("field")) or ""
-            value = change.get("value")
-            read = FIELDS.get(name)
-            if read is None:
-                _unhandled(name, value, waba_id, entry, parsed)
-            elif type(value) is dict:
-                try:
-                    read(value, waba_id, entry, parsed)
-                except ValueError as error:  # a model refused a value no check foresaw
-                    parsed.skip(name, f"field {name!r}: {first_line(error)}")
+            yield from _change(change, waba_id, entry, parsed, every)
+
+
+def _change(
+    change: Json, waba_id: str | None, entry: Json, parsed: Parsed, every: int
+) -> Iterator[None]:
+    name = as_str(change.get("field")) or ""
+    value = change.get("value")
+    read = FIELDS.get(name)
+    if read is None:
+        _unhandled(name, value, waba_id, entry, parsed)
+    elif type(value) is not dict:
+        parsed.skip(name, f"field {name!r} without a value object")
+    else:
+        try:
+            if read is messages_change:  # the one field whose updates come by the thousand
+                yield from messages_in_steps(value, waba_id, parsed, every)
             else:
-                parsed.skip(name, f"field {name!r} without a value object")
-    return parsed
+                read(value, waba_id, entry, parsed)
+        except ValueError as error:  # a model refused a value no check foresaw
+            parsed.skip(name, f"field {name!r}: {first_line(error)}")
+    yield
 
 
 def _unhandled(name: str, value: Any, waba_id: str | None, entry: Any, parsed: Parsed) -> None:

@@ -7,6 +7,7 @@ fields were parsed (the system messages about identities are told apart by one c
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -70,10 +71,19 @@ def with_ids(items: list[Any], what: str, field: str, parsed: Parsed) -> Iterato
 
 
 def messages_change(value: Json, waba_id: str | None, _entry: Json, parsed: Parsed) -> None:
+    for _ in messages_in_steps(value, waba_id, parsed, every=sys.maxsize):
+        pass
+
+
+def messages_in_steps(
+    value: Json, waba_id: str | None, parsed: Parsed, every: int
+) -> Iterator[None]:
+    """The change's events into ``parsed``, pausing (a yield) after each ``every`` items."""
     phone_number_id, display = metadata(value)
     contacts = contact_index(as_list(value.get("contacts")))
     events = parsed.events
     received_at = parsed.received_at
+    countdown = every
     for position, message in with_ids(as_list(value.get("messages")), "message", FIELD, parsed):
         try:
             events.append(
@@ -88,6 +98,10 @@ def messages_change(value: Json, waba_id: str | None, _entry: Json, parsed: Pars
             )
         except ValueError as error:  # a value no model accepts (pydantic's ValidationError)
             parsed.skip(FIELD, f"message #{position}: {first_line(error)}")
+        countdown -= 1
+        if not countdown:
+            countdown = every
+            yield
     for position, status in with_ids(as_list(value.get("statuses")), "status", FIELD, parsed):
         try:
             events.append(
@@ -100,6 +114,10 @@ def messages_change(value: Json, waba_id: str | None, _entry: Json, parsed: Pars
             )
         except ValueError as error:
             parsed.skip(FIELD, f"status #{position}: {first_line(error)}")
+        countdown -= 1
+        if not countdown:
+            countdown = every
+            yield
     raw_errors = as_list(value.get("errors"))
     if raw_errors:
         _value_errors(raw_errors, waba_id, phone_number_id, parsed)

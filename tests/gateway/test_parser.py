@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.encoding import MAX_PASSTHROUGH_DEPTH, encode, may_be_deep
 from gateway.handlers import signature_valid, verify_subscription
-from gateway.parser import parse_webhook
+from gateway.parser import Parsed, parse_in_steps, parse_webhook
 from shared.events import (
     Event,
     InboundMessage,
@@ -378,3 +378,17 @@ def test_a_status_names_the_senders_command_and_keeps_the_callers_data() -> None
     assert first.biz_opaque_callback_data == "order-42"
     assert (second.command_id, second.send_attempt) == ("cmd-7", 2)
     assert second.biz_opaque_callback_data == "order-42"
+
+
+def test_a_large_change_is_read_in_steps_into_the_same_events() -> None:
+    # The gateway publishes a large webhook's events as it reads them: the parser pauses every
+    # `every` messages or statuses of a change, and after each change.
+    messages = [message(f"wamid.step.m{n}", "text", {"body": f"hola {n}"}) for n in range(120)]
+    statuses = [status(f"wamid.step.s{n}", "delivered") for n in range(130)]
+    payload = webhook(
+        value(messages=messages, statuses=statuses), value(statuses=[status("wamid.x", "read")])
+    )
+    parsed = Parsed(NOW)
+    seen = [len(parsed.events) for _ in parse_in_steps(payload, parsed, every=100)]
+    assert seen == [100, 200, 250, 251]
+    assert parsed.events == parse_webhook(payload, received_at=NOW).events
