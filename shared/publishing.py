@@ -239,15 +239,19 @@ class Deadlines:
     def __init__(self) -> None:
         self._waiting: collections.deque[tuple[float, asyncio.Future[Any]]] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def watch(self, confirmation: asyncio.Future[Any], deadline: float) -> None:
         """Cancel ``confirmation`` once ``deadline`` passed, if still unanswered: its waiter
         then tells this from a cancellation of its own with :func:`expired`."""
         if confirmation.done():
             return
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a bus used again in another loop: the old one's are gone
+            self._loop, self._timer = loop, None
+            self._waiting.clear()
         self._waiting.append((deadline, confirmation))
         if self._timer is None:
-            loop = asyncio.get_running_loop()
             self._timer = loop.call_later(DEADLINE_TICK_SECONDS, self._tick)
 
     def _tick(self) -> None:

@@ -181,3 +181,34 @@ async def test_a_publish_never_answered_fails_at_its_deadline() -> None:
             routing_key="k", body=b"{}", event_type="t", event_id="e1", timeout=0.05
         )
     assert "e1" not in bus._publishing
+
+
+def test_deadlines_keep_working_when_used_again_in_a_new_event_loop() -> None:
+    # A tick left pending in a loop that has ended must not keep the next loop's waits from
+    # being given up.
+    deadlines = Deadlines()
+
+    async def one_wait(seconds: float) -> bool:
+        confirmation: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        deadline = time.monotonic() + seconds
+        deadlines.watch(confirmation, deadline)
+        try:
+            await confirmation
+        except asyncio.CancelledError:
+            return expired(confirmation, deadline)
+        return False
+
+    first = asyncio.new_event_loop()
+    try:
+        waiting = first.create_task(one_wait(60))
+        first.run_until_complete(asyncio.sleep(0))  # it waits; the loop ends with its tick due
+        waiting.cancel()
+        first.run_until_complete(asyncio.gather(waiting, return_exceptions=True))
+    finally:
+        first.close()
+    second = asyncio.new_event_loop()
+    try:
+        given_up = asyncio.wait_for(one_wait(2 * DEADLINE_TICK_SECONDS), timeout=10)
+        assert second.run_until_complete(given_up)
+    finally:
+        second.close()
