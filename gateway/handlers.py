@@ -35,7 +35,7 @@ from gateway.sns import (
 )
 from shared.bus import BusError
 from shared.events import Event, InboundMessage, MessageStatus
-from shared.logs import HotLog, fields
+from shared.logs import HotLog, HotParts, fields
 
 log = logging.getLogger("mensajero.gateway")
 # The lines of every webhook (the runbook's and one per event), at thousands a second.
@@ -201,7 +201,7 @@ async def _all_confirmed(chunks: Sequence[asyncio.Task[None]]) -> None:
             raise result
 
 
-def _event_line(event: Event) -> tuple[str, tuple[object, ...], dict[str, Any]]:
+def _event_line(event: Event) -> HotParts:
     """The structured line of a confirmed event; for a message it is the runbook's line."""
     if type(event) is InboundMessage:
         sender = event.sender

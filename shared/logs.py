@@ -204,6 +204,8 @@ class BackgroundHandler(logging.Handler):
 
 # A hot line as the writer gets it: created, level name, logger, message, its arguments, fields.
 HotLine = tuple[float, str, str, str, tuple[object, ...], dict[str, Any]]
+# ... and as its caller gives it (HotLog.info_lines): the message, its arguments, its fields.
+HotParts = tuple[str, tuple[object, ...], dict[str, Any]]
 
 
 class HotLog:
@@ -220,45 +222,32 @@ class HotLog:
         self.logger = logger
 
     def info(self, message: str, *args: object, **values: Any) -> None:
-        self._log(logging.INFO, "INFO", message, args, values)
+        self._log(logging.INFO, "INFO", ((message, args, values),))
 
     def warning(self, message: str, *args: object, **values: Any) -> None:
-        self._log(logging.WARNING, "WARNING", message, args, values)
+        self._log(logging.WARNING, "WARNING", ((message, args, values),))
 
-    def info_lines(self, lines: Iterable[tuple[str, tuple[object, ...], dict[str, Any]]]) -> None:
+    def info_lines(self, lines: Iterable[HotParts]) -> None:
         """Several INFO lines at once, each its message, arguments and fields (a webhook's
         events, up to a thousand): the level and the handlers are looked at once for all."""
-        logger = self.logger
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        writer = _sole_writer(logger, logging.INFO)
-        if writer is None:
-            for message, args, values in lines:
-                logger.info(message, *args, extra={_FIELDS: values}, stacklevel=2)
-            return
-        created, name, append = time.time(), logger.name, writer.records.append
-        for message, args, values in lines:
-            for arg in args:
-                if type(arg) not in _PLAIN:  # rendered now: see BackgroundHandler
-                    message, args = message % args, ()
-                    break
-            append((created, "INFO", name, message, args, values))
+        self._log(logging.INFO, "INFO", lines)
 
-    def _log(
-        self, level: int, name: str, message: str, args: tuple[object, ...], values: dict[str, Any]
-    ) -> None:
+    def _log(self, level: int, name: str, lines: Iterable[HotParts]) -> None:
         logger = self.logger
         if not logger.isEnabledFor(level):
             return
         writer = _sole_writer(logger, level)
         if writer is None:
-            logger.log(level, message, *args, extra={_FIELDS: values}, stacklevel=3)
+            for message, args, values in lines:
+                logger.log(level, message, *args, extra={_FIELDS: values}, stacklevel=3)
             return
-        for arg in args:
-            if type(arg) not in _PLAIN:  # rendered now: see BackgroundHandler
-                message, args = message % args, ()
-                break
-        writer.records.append((time.time(), name, logger.name, message, args, values))
+        created, logger_name, append = time.time(), logger.name, writer.records.append
+        for message, args, values in lines:
+            for arg in args:
+                if type(arg) not in _PLAIN:  # rendered now: see BackgroundHandler
+                    message, args = message % args, ()
+                    break
+            append((created, name, logger_name, message, args, values))
 
 
 def _sole_writer(logger: logging.Logger, level: int) -> BackgroundHandler | None:

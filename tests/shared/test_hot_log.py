@@ -7,11 +7,17 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from shared.logs import BackgroundHandler, HotLog, JsonFormatter, LineFormatter, TextFormatter
+from shared.logs import (
+    BackgroundHandler,
+    HotLog,
+    HotParts,
+    JsonFormatter,
+    LineFormatter,
+    TextFormatter,
+)
 
 RUNBOOK = "Mensaje recibido de %s (%s): %s"
 ARGS = ("+5491135722871", "Usuario", "Hola")
@@ -163,7 +169,7 @@ def test_a_line_whose_arguments_do_not_fit_is_still_written(logger: logging.Logg
 def test_lines_logged_at_once_are_written_as_lines_logged_one_by_one(
     logger: logging.Logger,
 ) -> None:
-    lines: list[tuple[str, tuple[object, ...], dict[str, Any]]] = [
+    lines: list[HotParts] = [
         (RUNBOOK, ARGS, FIELDS),
         ("event published", (), {"type": "t", "status": "read"}),
     ]
