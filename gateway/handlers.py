@@ -122,18 +122,12 @@ async def receive_whatsapp(deps: Deps, body: bytes, signature: str | None) -> An
 
     parsed = Parsed(deps.clock())
     unpublishable: list[tuple[Event, str]] = []
-    items, rest, chunks = await _read_publishing(
-        deps, payload, parsed, unpublishable, may_be_deep(body)
-    )
+    items, chunks = await _read_publishing(deps, payload, parsed, unpublishable, may_be_deep(body))
     _count_skips(deps.metrics, parsed, unpublishable)
-    if chunks:  # a large webhook: the rest goes too, and the answer waits for every chunk
-        if rest:
-            chunks.append(asyncio.ensure_future(deps.publisher.publish(rest)))
-            items += rest
-        refused = await _publish(deps, items, WEBHOOK_REFUSAL, _all_confirmed(chunks))
-    else:
-        items = rest
-        refused = await _publish(deps, items, WEBHOOK_REFUSAL)
+    # A large webhook's answer waits for every chunk under way; a small one's are published now.
+    refused = await _publish(
+        deps, items, WEBHOOK_REFUSAL, _all_confirmed(chunks) if chunks else None
+    )
     if refused is not None:
         return refused
     if not items:
@@ -175,23 +169,28 @@ async def _publish(
 
 async def _read_publishing(
     deps: Deps, payload: Any, parsed: Parsed, skipped: list[tuple[Event, str]], deep: bool
-) -> tuple[list[Outgoing], list[Outgoing], list[asyncio.Task[None]]]:
+) -> tuple[list[Outgoing], list[asyncio.Task[None]]]:
     """Parse ``payload`` into ``parsed``, publishing a large webhook's events
     :data:`PUBLISH_CHUNK` at a time as they are read: the broker stores the first while the
-    gateway reads the rest (each chunk goes out on the next loop turn). What was published,
-    the rest encoded (all of a small webhook), and the chunks' publishes under way."""
+    gateway reads the rest (each chunk goes out on the next loop turn). Every event encoded,
+    and the chunks' publishes under way (none for a small webhook: its events are left to
+    publish)."""
     events = parsed.events
-    published: list[Outgoing] = []
+    items: list[Outgoing] = []
     chunks: list[asyncio.Task[None]] = []
     done = 0
     for _ in parse_in_steps(payload, parsed, every=PUBLISH_CHUNK):
         if len(events) - done >= PUBLISH_CHUNK:
             chunk = encode(events[done:], skipped, deep=deep)
             done = len(events)
-            published += chunk
+            items += chunk
             chunks.append(asyncio.ensure_future(deps.publisher.publish(chunk)))
             await asyncio.sleep(0)
-    return published, encode(events[done:], skipped, deep=deep), chunks
+    rest = encode(events[done:], skipped, deep=deep)
+    items += rest
+    if chunks and rest:
+        chunks.append(asyncio.ensure_future(deps.publisher.publish(rest)))
+    return items, chunks
 
 
 async def _all_confirmed(chunks: Sequence[asyncio.Task[None]]) -> None:
