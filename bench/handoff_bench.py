@@ -33,7 +33,7 @@ import aiohttp
 import asyncpg
 
 from handoff.handlers import TABLE
-from shared.bus import Bus, Delivery, QueueSpec
+from shared.bus import Bus, Consumer, Delivery, QueueSpec
 from shared.db import drop_schema
 from shared.events import Event, Identity, InboundMessage, SendMessage, stable_id
 from shared.partitions import partition_owners
@@ -98,6 +98,7 @@ class Round:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.ports: list[int] = []
         self.answered: dict[str, float] = {}
+        self.probe: Consumer | None = None
         # During the burst: the replicas' CPU seconds per message, the machine's busy share.
         self.cpu_ms_per_message = 0.0
         self.machine_busy = 0.0
@@ -109,7 +110,7 @@ class Round:
     async def start(self) -> None:
         await self.bus.connect()
         probe = QueueSpec("bench-probe", [SendMessage.TYPE], retry_tiers_ms=())
-        await self.bus.consume(probe, self._on_send, concurrency=200)
+        self.probe = await self.bus.consume(probe, self._on_send, concurrency=200)
         for _ in range(self.replicas):
             port = _free_port()
             self.ports.append(port)
@@ -223,6 +224,8 @@ class Round:
                 await asyncio.to_thread(process.wait, 30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if self.probe is not None:  # before its queue goes, or the broker cancels it (a warning)
+            await self.probe.stop(grace=1.0)
         with contextlib.suppress(Exception):
             feed = QueueSpec("handoff.feed", [], retry_tiers_ms=())
             await self.bus.delete_topology([TABLE.spec(partitions=PARTITIONS), feed])
