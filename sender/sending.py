@@ -150,7 +150,7 @@ async def _claim(send: Send, slot: SlotWait, *, paired: bool, patient: bool) -> 
     deps, number = send.deps, send.number
     send.lease_ends = time.monotonic() + deps.config.lease_seconds
     try:
-        claim = await deps.store.claim(send.record, deps.config.lease_seconds, patient=patient)
+        claim = await _claim_or_give_back(send, patient)
     except BaseException:
         slot.drop()
         raise
@@ -178,6 +178,32 @@ async def _claim(send: Send, slot: SlotWait, *, paired: bool, patient: bool) -> 
         if await _settled_meanwhile(send, paired):
             return None
     return claim
+
+
+async def _claim_or_give_back(send: Send, patient: bool) -> Claim:
+    """The claim. A try cancelled while its claim is being made (the broker connection went)
+    still learns what the statement did, and gives back a row it took: it never sent, and its
+    redelivery would otherwise wait for the whole lease, then the takeover's wait."""
+    deps = send.deps
+    claiming = asyncio.ensure_future(
+        deps.store.claim(send.record, deps.config.lease_seconds, patient=patient)
+    )
+    try:
+        return await asyncio.shield(claiming)
+    except asyncio.CancelledError:
+        await asyncio.shield(_give_back(send, claiming))
+        raise
+
+
+async def _give_back(send: Send, claiming: asyncio.Future[Claim]) -> None:
+    try:
+        claim = await claiming
+    except Exception:  # the claim failed: nothing was taken
+        return
+    # A row taken over from a try that may have reached Meta keeps its claim: given back as
+    # pending, the next try would no longer know to wait for that try's status.
+    if claim.outcome == "claimed" and not claim.taken_over:
+        await send.deps.store.release(send.command_id, "interrupted", None)
 
 
 async def _not_claimed(send: Send, claim: Claim) -> None:

@@ -1,5 +1,6 @@
 """Sends whose answer from Meta is lost: never released as unsent, and their statuses are filed
-under the right message (the handlers over fakes)."""
+under the right message; a try cancelled before its request left gives its claim back (the
+handlers over fakes)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from sender.sending import handle_send
 from sender.statuses import handle_status
+from sender.store import Claim, NewMessage
 from shared.bus import RetryLater
 from shared.events import Identity, MessageSent, MessageStatus
 from shared.send_ref import SendRef
@@ -120,6 +122,64 @@ async def test_an_acceptance_after_adoption_keeps_the_adopted_wamid() -> None:
     await task
     row = await w.store.get(command.event_id)
     assert row is not None and row.wamid == "wamid.early" and row.status == "sent"
+
+
+def answer_claims_late(w: World) -> asyncio.Event:
+    """The store takes a claimed row at once but answers only once the event is set: the
+    statement is in flight (a patient batch, the database's round trip)."""
+    answer = asyncio.Event()
+    claim = w.store.claim
+
+    async def late(message: NewMessage, lease_seconds: float, *, patient: bool = False) -> Claim:
+        taken = await claim(message, lease_seconds, patient=patient)
+        await answer.wait()
+        return taken
+
+    w.store.claim = late  # type: ignore[method-assign]
+    return answer
+
+
+async def cancelled_while_claiming(w: World, command_id: str, attempt: int) -> None:
+    answer = answer_claims_late(w)
+    again = text("hola").model_copy(update={"event_id": command_id})
+    task = asyncio.create_task(handle_send(w.deps, again))
+    await wait_for(
+        lambda: command_id in w.store.rows and w.store.rows[command_id].attempts == attempt,
+        timeout=5,
+        message="the claim to take the row",
+    )
+    task.cancel()  # the broker connection went while the claim was being made
+    answer.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_try_cancelled_while_its_claim_is_made_gives_the_row_back() -> None:
+    w = World()
+    command_id = text("hola").event_id
+    await cancelled_while_claiming(w, command_id, attempt=1)
+    row = await w.store.get(command_id)
+    assert row is not None and row.status == "pending"  # not held for the lease
+    assert w.graph.sent == []
+    # The redelivery sends it at once: no lease to wait out, no takeover's wait.
+    await handle_send(w.deps, text("hola").model_copy(update={"event_id": command_id}))
+    assert len(w.graph.sent) == 1
+    assert w.store.rows[command_id].status == "accepted"
+
+
+async def test_a_takeover_cancelled_while_its_claim_is_made_keeps_the_row() -> None:
+    # The row was taken over from a try that may have reached Meta: given back as pending,
+    # the next try would send without waiting for that try's status.
+    w = World()
+    w.deps.config = replace(w.deps.config, request_timeout=0.0, unknown_outcome_seconds=0.3)
+    command_id = await interrupted_mid_call(w)
+    await wait_for(
+        lambda: _lease_over(w, command_id), timeout=5, message="the interrupted try's hold"
+    )
+    await cancelled_while_claiming(w, command_id, attempt=2)
+    row = await w.store.get(command_id)
+    assert row is not None and row.status == "sending"
+    assert len(w.graph.sent) == 1  # the first try's, never a second
 
 
 async def _lease_over(w: World, command_id: str) -> bool:

@@ -1,5 +1,6 @@
 """The PostgreSQL store and the outbox relay on a real database and broker: the acceptance and
-its result event written together, connections kept for the batched statements, relay batches."""
+its result event written together, connections kept for the batched statements, relay batches;
+a claim whose try was cancelled meanwhile given back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from sender.pacing import Pacers
 from sender.pg_store import PostgresStore
+from sender.sending import handle_send
 from sender.store import PRUNING, NewMessage, TemplateUpdate
 from shared.batching import HeldConnections
 from shared.bus import Bus, Delivery, QueueSpec
@@ -21,6 +24,7 @@ from shared.events import Event, MessageSent, parse_event, stable_id
 from shared.outbox import Outbox
 from shared.resources import Database
 from tests.helpers import wait_for
+from tests.sender.fakes import World, text
 
 pytestmark = pytest.mark.integration
 
@@ -286,3 +290,47 @@ async def test_two_statuses_of_one_lost_answer_adopt_it_once_and_are_no_duplicat
     assert await pool.fetchval("SELECT count(*) FROM superseded_wamids") == 0
     # Another wamid for the same command is still a duplicate.
     assert (await store.adopt_sent("wamid.again", "cmd-7")).outcome == "duplicate"
+
+
+async def test_a_try_cancelled_while_its_claim_waits_in_postgresql_gives_the_row_back(
+    database: Database, pool: Pool
+) -> None:
+    """The broker connection goes while the claim's statement waits in PostgreSQL (here behind a
+    table lock): the statement still takes the row, and the cancelled try gives it back, so the
+    redelivery sends at once instead of waiting for the lease."""
+    store = PostgresStore(database)
+    w = World()
+    w.deps = replace(w.deps, store=store, pacers=Pacers(store, lambda _n: 1000.0, 0.05))
+    try:
+        command = text("hola")
+        async with pool.acquire() as blocker:
+            locked = blocker.transaction()
+            await locked.start()
+            await blocker.execute("LOCK TABLE messages IN EXCLUSIVE MODE")
+            task = asyncio.create_task(handle_send(w.deps, command))
+            await wait_for(
+                lambda: _claim_waits_for_a_lock(pool),
+                timeout=10,
+                message="the claim to wait for the lock",
+            )
+            task.cancel()
+            await locked.commit()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        row = await store.get(command.event_id)
+        assert row is not None and (row.status, row.attempts) == ("pending", 1)
+        await handle_send(w.deps, command)  # the redelivery
+        assert len(w.graph.sent) == 1
+        row = await store.get(command.event_id)
+        assert row is not None and (row.status, row.attempts) == ("accepted", 2)
+    finally:
+        await w.deps.pacers.close()
+        await store.close()
+
+
+async def _claim_waits_for_a_lock(pool: Pool) -> bool:
+    waiting = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO messages%'"
+    )
+    return bool(waiting)
