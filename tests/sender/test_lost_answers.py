@@ -14,7 +14,7 @@ from sender.sending import handle_send
 from sender.statuses import handle_status
 from sender.store import Claim, NewMessage
 from shared.bus import RetryLater
-from shared.events import Identity, MessageSent, MessageStatus
+from shared.events import Identity, MessageSent, MessageStatus, SendMessage
 from shared.send_ref import SendRef
 from tests.helpers import wait_for
 from tests.sender.fakes import NUMBER, TO, World, text
@@ -45,6 +45,23 @@ async def interrupted_mid_call(w: World, command_id_text: str = "hola") -> str:
     return command.event_id
 
 
+async def interrupted_past_its_hold(w: World, *, unknown_outcome_seconds: float) -> str:
+    """A send interrupted mid-call whose hold is over: the next try takes it over."""
+    w.deps.config = replace(
+        w.deps.config, request_timeout=0.0, unknown_outcome_seconds=unknown_outcome_seconds
+    )
+    command_id = await interrupted_mid_call(w)
+    await wait_for(
+        lambda: _lease_over(w, command_id), timeout=5, message="the interrupted try's hold"
+    )
+    return command_id
+
+
+def redelivery(command_id: str) -> SendMessage:
+    """The command again, as the broker redelivers it."""
+    return text("hola").model_copy(update={"event_id": command_id})
+
+
 async def test_a_send_cancelled_mid_call_is_not_released() -> None:
     w = World()
     w.deps.config = replace(w.deps.config, request_timeout=2.0)
@@ -55,19 +72,14 @@ async def test_a_send_cancelled_mid_call_is_not_released() -> None:
     assert 1.5 < row.lease_left <= 2.0 + w.deps.config.unknown_outcome_seconds
     assert w.graph.refs == [SendRef(command_id, 1)]
     with pytest.raises(RetryLater, match="in flight"):
-        await handle_send(w.deps, text("hola").model_copy(update={"event_id": command_id}))
+        await handle_send(w.deps, redelivery(command_id))
     assert len(w.graph.sent) == 1
 
 
 async def test_the_try_that_takes_over_waits_for_the_first_ones_status() -> None:
     w = World()
-    w.deps.config = replace(w.deps.config, request_timeout=0.0, unknown_outcome_seconds=0.3)
-    command_id = await interrupted_mid_call(w)
-    await wait_for(
-        lambda: _lease_over(w, command_id), timeout=5, message="the interrupted try's hold"
-    )
-    again = text("hola").model_copy(update={"event_id": command_id})
-    takeover = asyncio.create_task(handle_send(w.deps, again))
+    command_id = await interrupted_past_its_hold(w, unknown_outcome_seconds=0.3)
+    takeover = asyncio.create_task(handle_send(w.deps, redelivery(command_id)))
     await wait_for(
         lambda: w.store.rows[command_id].attempts == 2, timeout=5, message="the takeover's claim"
     )
@@ -82,12 +94,8 @@ async def test_the_try_that_takes_over_waits_for_the_first_ones_status() -> None
 
 async def test_without_a_status_the_takeover_sends_it_as_a_second_try() -> None:
     w = World()
-    w.deps.config = replace(w.deps.config, request_timeout=0.0, unknown_outcome_seconds=0.05)
-    command_id = await interrupted_mid_call(w)
-    await wait_for(
-        lambda: _lease_over(w, command_id), timeout=5, message="the interrupted try's hold"
-    )
-    await handle_send(w.deps, text("hola").model_copy(update={"event_id": command_id}))
+    command_id = await interrupted_past_its_hold(w, unknown_outcome_seconds=0.05)
+    await handle_send(w.deps, redelivery(command_id))
     assert w.graph.refs == [SendRef(command_id, 1), SendRef(command_id, 2)]
     row = await w.store.get(command_id)
     assert row is not None and row.status == "accepted"
@@ -141,8 +149,7 @@ def answer_claims_late(w: World) -> asyncio.Event:
 
 async def cancelled_while_claiming(w: World, command_id: str, attempt: int) -> None:
     answer = answer_claims_late(w)
-    again = text("hola").model_copy(update={"event_id": command_id})
-    task = asyncio.create_task(handle_send(w.deps, again))
+    task = asyncio.create_task(handle_send(w.deps, redelivery(command_id)))
     await wait_for(
         lambda: command_id in w.store.rows and w.store.rows[command_id].attempts == attempt,
         timeout=5,
@@ -162,7 +169,7 @@ async def test_a_try_cancelled_while_its_claim_is_made_gives_the_row_back() -> N
     assert row is not None and row.status == "pending"  # not held for the lease
     assert w.graph.sent == []
     # The redelivery sends it at once: no lease to wait out, no takeover's wait.
-    await handle_send(w.deps, text("hola").model_copy(update={"event_id": command_id}))
+    await handle_send(w.deps, redelivery(command_id))
     assert len(w.graph.sent) == 1
     assert w.store.rows[command_id].status == "accepted"
 
@@ -171,11 +178,7 @@ async def test_a_takeover_cancelled_while_its_claim_is_made_keeps_the_row() -> N
     # The row was taken over from a try that may have reached Meta: given back as pending,
     # the next try would send without waiting for that try's status.
     w = World()
-    w.deps.config = replace(w.deps.config, request_timeout=0.0, unknown_outcome_seconds=0.3)
-    command_id = await interrupted_mid_call(w)
-    await wait_for(
-        lambda: _lease_over(w, command_id), timeout=5, message="the interrupted try's hold"
-    )
+    command_id = await interrupted_past_its_hold(w, unknown_outcome_seconds=0.3)
     await cancelled_while_claiming(w, command_id, attempt=2)
     row = await w.store.get(command_id)
     assert row is not None and row.status == "sending"
